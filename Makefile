@@ -1,0 +1,39 @@
+# Darkroom: `make run` serves the app, `make test` runs the suite.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+HOST   ?= 127.0.0.1
+PORT   ?= 5000
+
+.PHONY: run test serve bench cleanup clean
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "Darkroom needs Python 3.11 or newer (PYTHON=$(PYTHON))"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.runtime: requirements.txt | $(BIN)/python
+	$(BIN)/pip install -q -r requirements.txt
+	@touch $@
+
+$(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install -q -r requirements-dev.txt
+	@touch $@ $(VENV)/.runtime
+
+run: $(VENV)/.runtime
+	$(BIN)/flask --app app run --host $(HOST) --port $(PORT)
+
+test: $(VENV)/.dev
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+serve: $(VENV)/.runtime
+	$(BIN)/gunicorn --config gunicorn.conf.py "app:create_app()"
+
+bench: $(VENV)/.dev
+	$(BIN)/python -m bench
+
+cleanup: $(VENV)/.runtime
+	$(BIN)/flask --app app cleanup
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,69 @@
+"""Darkroom: leak-proof image processing for Flask. ``flask --app app run``."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from flask import Flask
+from flask.logging import default_handler
+from flask_session import Session
+from flask_sqlalchemy import SQLAlchemy
+
+import imaging
+from web import cli, errors, files, jobs, security, seed, sessions
+
+
+def create_app(test_config: dict | None = None, instance_path: str | None = None) -> Flask:
+    """Create and configure the Darkroom app."""
+    app = Flask(__name__, instance_path=instance_path, instance_relative_config=True)
+    app.config.from_mapping(
+        SECRET_KEY=None,
+        SQLALCHEMY_DATABASE_URI="sqlite:///" + os.path.join(app.instance_path, "darkroom.db"),
+        MAX_CONTENT_LENGTH=40 * 1024 * 1024,
+        MAX_FORM_MEMORY_SIZE=64 * 1024,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=False,
+        PERMANENT_SESSION_LIFETIME=7 * 24 * 3600,
+        # Read-only requests must not write a stale copy of the session back.
+        SESSION_REFRESH_EACH_REQUEST=False,
+        DARKROOM_STORAGE_ROOT=os.path.join(app.instance_path, "workspaces"),
+        DARKROOM_LOCK_TYPE="file",
+        DARKROOM_RUNNER="darkroom",
+        DARKROOM_MAX_CHILDREN=imaging.default_max_children(),
+        DARKROOM_QUEUE_TIMEOUT=10.0,
+        DARKROOM_JOB_TIMEOUT=60.0,
+        DARKROOM_CHILD_MEMORY_MB=2048,
+        DARKROOM_MAX_PIXELS=60_000_000,
+        DARKROOM_PLUGINS=[],
+    )
+    app.config.from_pyfile("config.py", silent=True)
+    app.config.from_prefixed_env()
+    if test_config:
+        app.config.update(test_config)
+    os.makedirs(app.instance_path, exist_ok=True)
+    if not app.config["SECRET_KEY"]:
+        app.config["SECRET_KEY"] = sessions.load_or_create_secret(app.instance_path)
+
+    # One SQLAlchemy per app: Flask-Session defines its table on the db's
+    # metadata, and a second app on a shared db would define it twice.
+    db = SQLAlchemy()
+    sessions.configure_engine(app)
+    db.init_app(app)
+    sessions.tune_sqlite(app, db)
+    app.config.update(SESSION_TYPE="sqlalchemy", SESSION_SQLALCHEMY=db, SESSION_USE_SIGNER=True)
+    Session(app)
+
+    job_log = logging.getLogger("darkroom")
+    if not job_log.handlers:  # one line per job, on stderr like Flask's own log
+        job_log.addHandler(default_handler)
+        job_log.setLevel(logging.INFO)
+    imaging.load_plugins(app.config["DARKROOM_PLUGINS"])
+    jobs.init_runner(app)
+    security.init_app(app)
+    errors.init_app(app)
+    cli.init_app(app)
+    for bp in (seed.bp, jobs.bp, files.bp):
+        app.register_blueprint(bp)
+    return app

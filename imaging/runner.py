@@ -1,0 +1,275 @@
+"""Runs image jobs outside the web process and reports how each one ended.
+
+Four strategies share one interface so they can be compared on the same code
+path (``DARKROOM_RUNNER``):
+
+- ``darkroom`` (default): children forked by a forkserver that has Pillow
+  preloaded, each started *ahead of time* and waiting on a Pipe for its one
+  job; the start-up cost is paid between requests, not during one.
+- ``spawn``: a fresh ``spawn`` child per job (the naive fix).
+- ``pool``: ``ProcessPoolExecutor(max_tasks_per_child=1)``.
+- ``inline``: the pipeline in the web process itself (the memory ratchet).
+
+Every child does exactly one job and exits, so the memory it touched goes
+back to the system. No strategy forks the (threaded) web process itself.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import multiprocessing
+import os
+import threading
+import time
+from multiprocessing.connection import Connection
+from multiprocessing.context import BaseContext
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from . import child
+from .pipeline import BadImage
+
+log = logging.getLogger("darkroom.jobs")
+
+#: Imported once by the forkserver, so a child starts with Pillow loaded.
+PRELOAD = ["imaging.child", "PIL.Image", "PIL.JpegImagePlugin", "PIL.PngImagePlugin"]
+
+
+class Busy(Exception):
+    """Every child slot stayed taken for the whole queue timeout."""
+
+
+def mp_context(method: str = "forkserver") -> BaseContext:
+    """Return a multiprocessing context that never forks the threaded web process."""
+    ctx = multiprocessing.get_context(method)
+    if method == "forkserver":
+        ctx.set_forkserver_preload(PRELOAD)
+    return ctx
+
+
+def describe_exit(exitcode: int | None) -> str:
+    """Return a person's description of a child's exit code."""
+    if exitcode is not None and exitcode < 0:
+        return f"The image worker was killed by signal {-exitcode}."
+    return f"The image worker stopped unexpectedly (exit status {exitcode})."
+
+
+class Runner:
+    """Base runner: bounds concurrency, times and logs every job."""
+
+    name = "base"
+
+    def __init__(self, max_children: int, queue_timeout: float, job_timeout: float) -> None:
+        self.max_children = max_children
+        self.queue_timeout = queue_timeout
+        self.job_timeout = job_timeout
+        self._slots = threading.BoundedSemaphore(max_children)
+
+    def run(self, spec: child.JobSpec) -> dict[str, Any]:
+        """Run one job and return its result dict (``status`` is ``ok`` or why not)."""
+        if not self._slots.acquire(timeout=self.queue_timeout):
+            raise Busy()
+        started = time.perf_counter()
+        try:
+            result = self._run(spec)
+        finally:
+            self._slots.release()
+        result["duration_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        log.info(
+            "job %s ops=%s status=%s duration_ms=%.1f exit=%s child_peak_rss_kb=%s runner=%s",
+            spec["job_id"], ",".join(spec["ops"]), result["status"], result["duration_ms"],
+            result.get("exitcode"), result.get("peak_rss_kb"), self.name,
+        )
+        return result
+
+    def _run(self, spec: child.JobSpec) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop any children kept waiting."""
+
+
+def collect(proc: BaseProcess, conn: Connection, timeout: float) -> dict[str, Any]:
+    """Read a child's result (before joining it, so a large result cannot deadlock), then join it."""
+    result: dict[str, Any]
+    try:
+        if conn.poll(timeout):
+            result = conn.recv()
+        else:
+            proc.kill()
+            result = {"status": "timeout", "message": f"The job took longer than {timeout:g} s and was stopped."}
+    except EOFError:  # the child died before it could answer
+        result = {"status": "killed"}
+    finally:
+        conn.close()
+    proc.join(5)
+    if proc.exitcode is None:
+        proc.kill()
+        proc.join()
+    result["exitcode"] = proc.exitcode
+    if result["status"] == "killed":
+        result["message"] = describe_exit(proc.exitcode)
+    return result
+
+
+class InlineRunner(Runner):
+    """Runs the pipeline in the web process: no isolation (the benchmark's anchor)."""
+
+    name = "inline"
+
+    def _run(self, spec: child.JobSpec) -> dict[str, Any]:
+        return child.run_job({**spec, "memory_limit_mb": None})
+
+
+class SpawnRunner(Runner):
+    """Starts a fresh ``spawn`` child for each job."""
+
+    name = "spawn"
+
+    def __init__(self, *args: Any, method: str = "spawn") -> None:
+        super().__init__(*args)
+        self._ctx = mp_context(method)
+
+    def _run(self, spec: child.JobSpec) -> dict[str, Any]:
+        parent_end, child_end = self._ctx.Pipe(duplex=False)
+        proc = self._ctx.Process(target=child.job_main, args=(child_end, spec), daemon=True)
+        proc.start()
+        child_end.close()
+        return collect(proc, parent_end, self.job_timeout)
+
+
+class PoolRunner(Runner):
+    """``ProcessPoolExecutor`` with one task per child."""
+
+    name = "pool"
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._pool = concurrent.futures.ProcessPoolExecutor(
+            self.max_children, mp_context=mp_context("spawn"), max_tasks_per_child=1
+        )
+
+    def _run(self, spec: child.JobSpec) -> dict[str, Any]:
+        future = self._pool.submit(child.run_job, spec)
+        try:
+            return future.result(self.job_timeout)
+        except concurrent.futures.TimeoutError:
+            return {"status": "timeout", "message": f"The job took longer than {self.job_timeout:g} s."}
+        except concurrent.futures.process.BrokenProcessPool:
+            self._pool = concurrent.futures.ProcessPoolExecutor(
+                self.max_children, mp_context=mp_context("spawn"), max_tasks_per_child=1
+            )
+            return {"status": "killed", "message": describe_exit(None)}
+
+    def close(self) -> None:
+        self._pool.shutdown(cancel_futures=True)
+
+
+class WarmRunner(Runner):
+    """Keeps ``max_children`` forkserver children started and waiting for a job each."""
+
+    name = "darkroom"
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._ctx = mp_context("forkserver")
+        self._lock = threading.Lock()
+        self._ready: list[tuple[BaseProcess, Connection]] = []
+        self._closed = False
+
+    def _start_one(self) -> tuple[BaseProcess, Connection]:
+        parent_end, child_end = self._ctx.Pipe()
+        proc = self._ctx.Process(target=child.warm_main, args=(child_end,), daemon=True)
+        proc.start()
+        child_end.close()
+        return proc, parent_end
+
+    def _refill(self) -> None:
+        # Runs in a background thread: starting a child costs a few ms of the
+        # forkserver's time, none of the request's.
+        with self._lock:
+            while not self._closed and len(self._ready) < self.max_children:
+                self._ready.append(self._start_one())
+
+    def _take(self) -> tuple[BaseProcess, Connection]:
+        with self._lock:
+            while self._ready:
+                proc, conn = self._ready.pop()
+                if proc.is_alive():
+                    break
+                conn.close()
+                proc.join()
+            else:
+                proc, conn = self._start_one()
+        threading.Thread(target=self._refill, name="darkroom-refill", daemon=True).start()
+        return proc, conn
+
+    def _run(self, spec: child.JobSpec) -> dict[str, Any]:
+        proc, conn = self._take()
+        try:
+            conn.send(spec)
+        except (BrokenPipeError, OSError):
+            conn.close()
+            proc.join(5)
+            return {"status": "killed", "message": describe_exit(proc.exitcode), "exitcode": proc.exitcode}
+        return collect(proc, conn, self.job_timeout)
+
+    def warm_up(self) -> None:
+        """Start the waiting children now rather than on the first job."""
+        self._refill()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            ready, self._ready = self._ready, []
+        for proc, conn in ready:
+            conn.close()  # the child sees EOF and exits
+            proc.join(5)
+
+
+RUNNERS: dict[str, type[Runner]] = {
+    r.name: r for r in (InlineRunner, SpawnRunner, PoolRunner, WarmRunner)
+}
+
+
+def create_runner(kind: str, max_children: int, queue_timeout: float, job_timeout: float) -> Runner:
+    """Return the runner named ``kind`` (one of :data:`RUNNERS`)."""
+    try:
+        cls = RUNNERS[kind]
+    except KeyError:
+        raise ValueError(f"DARKROOM_RUNNER must be one of {sorted(RUNNERS)}, not {kind!r}") from None
+    return cls(max_children, queue_timeout, job_timeout)
+
+
+def default_max_children() -> int:
+    """Return the default number of concurrent children: the CPUs this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class JobFailed(Exception):
+    """A child failed for a reason that is the server's, not the upload's."""
+
+    status_code = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class JobTimedOut(JobFailed):
+    """The child ran past its time limit and was killed."""
+
+    status_code = 504
+
+
+def raise_for_result(result: dict[str, Any]) -> None:
+    """Turn a failed job's result into the matching exception; do nothing on success."""
+    status = result["status"]
+    if status == "ok":
+        return
+    if status == "bad_image":
+        raise BadImage(result["message"])
+    if status == "timeout":
+        raise JobTimedOut(result["message"])
+    raise JobFailed(result.get("message") or describe_exit(result.get("exitcode")))

@@ -1,0 +1,31 @@
+"""Per-session workspaces, their manifests and locks. Knows nothing of Flask."""
+
+from .manifest import (
+    clear_jobs,
+    discard_job,
+    edit_manifest,
+    find_job,
+    load_manifest,
+    record_job,
+    record_values,
+)
+from .progress import running_jobs, write_progress
+from .workspace import LOCK_TYPES, NotFound, Workspace, WorkspaceError, is_valid_id, new_id
+
+__all__ = [
+    "LOCK_TYPES",
+    "NotFound",
+    "Workspace",
+    "WorkspaceError",
+    "clear_jobs",
+    "discard_job",
+    "edit_manifest",
+    "find_job",
+    "is_valid_id",
+    "load_manifest",
+    "new_id",
+    "record_job",
+    "record_values",
+    "running_jobs",
+    "write_progress",
+]

@@ -1,0 +1,1 @@
+"""Flask blueprints and glue: the only package that imports Flask."""

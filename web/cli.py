@@ -1,0 +1,72 @@
+"""``flask --app app cleanup``: expire old sessions and delete orphaned workspaces."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+
+import click
+from flask import Flask, current_app
+
+import storage
+
+from .sessions import WORKSPACE_KEY, workspace_for
+
+
+def delete_expired_sessions() -> int:
+    """Delete expired session rows; return how many went."""
+    interface = current_app.session_interface
+    model, db = interface.sql_session_model, interface.client
+    # Flask-Session stores naive UTC expiry times.
+    count = model.query.filter(model.expiry <= datetime.utcnow()).delete()
+    db.session.commit()
+    return count
+
+
+def live_workspace_ids() -> set[str]:
+    """Return the workspace ids named by the remaining session rows."""
+    interface = current_app.session_interface
+    ids = set()
+    for (data,) in interface.client.session.query(interface.sql_session_model.data):
+        try:
+            workspace_id = interface.serializer.decode(data).get(WORKSPACE_KEY)
+        except Exception:  # an unreadable row names no workspace
+            continue
+        if workspace_id:
+            ids.add(workspace_id)
+    return ids
+
+
+def delete_orphaned_workspaces(grace_seconds: float) -> int:
+    """Delete workspaces no session names; spare ones touched within the grace period."""
+    root = Path(current_app.config["DARKROOM_STORAGE_ROOT"])
+    if not root.is_dir():
+        return 0
+    live = live_workspace_ids()
+    cutoff = time.time() - grace_seconds
+    deleted = 0
+    for entry in root.iterdir():
+        workspace_id = entry.name
+        if not entry.is_dir() or workspace_id in live or not storage.is_valid_id(workspace_id):
+            continue
+        # A session created moments ago may not be saved yet: spare recent dirs.
+        if entry.stat().st_mtime > cutoff:
+            continue
+        workspace_for(workspace_id).destroy()
+        deleted += 1
+    return deleted
+
+
+@click.command("cleanup")
+@click.option("--grace", default=3600.0, show_default=True, help="Spare workspaces changed this many seconds ago or less.")
+def cleanup_command(grace: float) -> None:
+    """Delete expired sessions and the workspaces that belong to no live session."""
+    sessions = delete_expired_sessions()
+    workspaces = delete_orphaned_workspaces(grace)
+    click.echo(f"Deleted {sessions} expired sessions and {workspaces} orphaned workspaces.")
+
+
+def init_app(app: Flask) -> None:
+    """Register the CLI commands."""
+    app.cli.add_command(cleanup_command)

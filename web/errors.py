@@ -1,0 +1,72 @@
+"""One place that turns every failure into a message a person understands."""
+
+from __future__ import annotations
+
+from flask import Flask, current_app, flash, jsonify, redirect, render_template, request, url_for
+from werkzeug.exceptions import HTTPException
+
+import imaging
+import storage
+
+MESSAGES = {
+    404: "Nothing here: this address does not exist, or belongs to another session.",
+    405: "This address does not accept {method} requests.",
+    413: "The upload is larger than the limit of {limit} MB.",
+    500: "Something went wrong on the server. Nothing was saved; please try again.",
+}
+
+
+def wants_json() -> bool:
+    """Whether the client prefers JSON to HTML (API paths always do)."""
+    if request.path.startswith("/api/"):
+        return True
+    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
+    return best == "application/json"
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None):
+    """Answer an error as JSON, as a flash message on the form, or as an error page."""
+    if wants_json():
+        response = jsonify(error=message)
+    elif request.method == "POST":
+        # A form post: show the message next to the form, keep the gallery.
+        flash(message, "error")
+        return redirect(url_for("jobs.index"), 303)
+    else:
+        response = current_app.make_response(
+            (render_template("error.html", status=status, message=message), status)
+        )
+    response.status_code = status
+    response.headers.update(headers or {})
+    return response
+
+
+def _http_error(exc: HTTPException):
+    template = MESSAGES.get(exc.code or 500)
+    if template and (exc.description == type(exc).description or exc.code in (413, 500)):
+        limit = (current_app.config["MAX_CONTENT_LENGTH"] or 0) // (1024 * 1024)
+        message = template.format(method=request.method, limit=limit)
+    else:
+        message = exc.description or exc.name
+    return error_response(exc.code or 500, message)
+
+
+def _unexpected(exc: Exception):
+    current_app.logger.exception("unhandled error", exc_info=exc)
+    return error_response(500, MESSAGES[500])
+
+
+def init_app(app: Flask) -> None:
+    """Register the error handlers: imaging/storage exceptions map to HTTP here only."""
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(imaging.BadImage, lambda e: error_response(400, str(e)))
+    app.register_error_handler(
+        imaging.Busy,
+        lambda e: error_response(
+            503, "The server is busy with other images; please try again in a few seconds.",
+            {"Retry-After": "5"},
+        ),
+    )
+    app.register_error_handler(imaging.JobFailed, lambda e: error_response(e.status_code, e.message))
+    app.register_error_handler(storage.NotFound, lambda e: error_response(404, MESSAGES[404]))
+    app.register_error_handler(Exception, _unexpected)

@@ -1,0 +1,207 @@
+"""Submitting image jobs, the gallery page and the session's JSON."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Flask,
+    abort,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+
+import imaging
+import storage
+
+from .errors import wants_json
+from .sessions import current_workspace, sync_jobs
+
+bp = Blueprint("jobs", __name__)
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+RUNNER_KEY = "darkroom.runner"
+
+
+def init_runner(app: Flask) -> None:
+    """Validate the runner config now; the runner itself starts lazily in each process."""
+    imaging.create_runner(app.config["DARKROOM_RUNNER"], 1, 0, 0).close()
+    app.extensions[RUNNER_KEY] = (None, None)
+
+
+def get_runner() -> imaging.runner.Runner:
+    """Return this process's runner, creating it on first use.
+
+    Created per process id: a pre-fork server (gunicorn) imports the app in
+    its master, and children must never be shared across a fork.
+    """
+    pid, runner = current_app.extensions[RUNNER_KEY]
+    if pid != os.getpid() or runner is None:
+        config = current_app.config
+        runner = imaging.create_runner(
+            config["DARKROOM_RUNNER"],
+            config["DARKROOM_MAX_CHILDREN"],
+            config["DARKROOM_QUEUE_TIMEOUT"],
+            config["DARKROOM_JOB_TIMEOUT"],
+        )
+        current_app.extensions[RUNNER_KEY] = (os.getpid(), runner)
+    return runner
+
+
+def display_name(filename: str | None) -> str:
+    """Return the client's file name fit for display only (never used as a path)."""
+    name = _CONTROL.sub("", filename or "").strip()
+    return name[:200] or "upload"
+
+
+def requested_ops() -> list[str]:
+    """Return the ops asked for (deduplicated, in order), or the default set."""
+    ops = list(dict.fromkeys(request.form.getlist("ops"))) or list(imaging.DEFAULT_OPS)
+    unknown = [op for op in ops if op not in imaging.OPS]
+    if unknown:
+        abort(
+            400,
+            f"Unknown operation {', '.join(map(repr, unknown))}; "
+            f"choose from: {', '.join(imaging.OPS)}.",
+        )
+    return ops
+
+
+def job_json(job: dict[str, Any]) -> dict[str, Any]:
+    """Return the public JSON of a manifest job: file names become URLs."""
+
+    def public(entry: dict[str, Any]) -> dict[str, Any]:
+        fields = {k: v for k, v in entry.items() if k != "file"}
+        fields["url"] = url_for("files.serve", job_id=job["id"], filename=entry["file"])
+        return fields
+
+    return {
+        "id": job["id"],
+        "created": job["created"],
+        "source": public(job["source"]),
+        "outputs": [public(o) for o in job["outputs"]],
+    }
+
+
+def accept_upload(ws: storage.Workspace, job_id: str) -> dict[str, Any]:
+    """Stream the upload into a new job directory and read its header.
+
+    Returns the source description; on any refusal the directory is gone again.
+    """
+    upload = request.files.get("image")
+    if upload is None or not upload.filename:
+        raise imaging.BadImage("Choose an image file to upload.")
+    job_dir = ws.create_job_dir(job_id)
+    try:
+        path = job_dir / "upload"
+        upload.save(path)  # copies in chunks from Werkzeug's spooled temp file
+        size = path.stat().st_size
+        if size == 0:
+            raise imaging.BadImage("The uploaded file is empty.")
+        header = imaging.probe(path, current_app.config["DARKROOM_MAX_PIXELS"])
+        source_file = "source." + imaging.extension(header["format"])
+        path.rename(job_dir / source_file)
+    except BaseException:
+        ws.remove_job_dir(job_id)
+        raise
+    return {"name": display_name(upload.filename), "file": source_file, "bytes": size, **header}
+
+
+@bp.get("/")
+def index():
+    """Show the upload form and the session's gallery, newest job first."""
+    manifest = storage.load_manifest(current_workspace())
+    jobs = [job_json(j) for j in reversed(sync_jobs(manifest))]
+    return render_template(
+        "jobs/index.html", jobs=jobs, ops=imaging.OPS.values(), default_ops=imaging.DEFAULT_OPS
+    )
+
+
+@bp.post("/jobs")
+def create():
+    """Accept an upload, render its derivatives in a child, hand them back into the session."""
+    ws = current_workspace()
+    ops = requested_ops()
+    job_id = storage.new_id()
+    source = accept_upload(ws, job_id)
+    started = time.time()
+    storage.write_progress(ws, job_id, pid=None, op="", done=0, total=len(ops), started=started)
+    spec = {
+        "workspace": ws,
+        "job_id": job_id,
+        "ops": ops,
+        "source": source,
+        "created": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+        "started": started,
+        "max_pixels": current_app.config["DARKROOM_MAX_PIXELS"],
+        "memory_limit_mb": current_app.config["DARKROOM_CHILD_MEMORY_MB"],
+        "plugins": current_app.config["DARKROOM_PLUGINS"],
+    }
+    try:
+        result = get_runner().run(spec)
+        imaging.raise_for_result(result)
+        # The child has been joined; the manifest now says what it finished.
+        manifest = storage.load_manifest(ws)
+        job = storage.find_job(manifest, job_id)
+        if job is None:
+            raise imaging.JobFailed("The image worker finished without recording its results.")
+    except BaseException:
+        storage.discard_job(ws, job_id)
+        raise
+    (ws.job_dir(job_id) / storage.progress.PROGRESS_FILE).unlink(missing_ok=True)
+    sync_jobs(manifest)
+    if wants_json():
+        return jsonify(job_json(job)), 201
+    flash(f"Done: {len(job['outputs'])} images from {source['name']}.", "success")
+    return redirect(url_for("jobs.index"), 303)
+
+
+@bp.get("/api/session")
+def session_json():
+    """Return the session's jobs, oldest first."""
+    manifest = storage.load_manifest(current_workspace())
+    return {"jobs": [job_json(j) for j in sync_jobs(manifest)]}
+
+
+@bp.get("/api/progress")
+def progress():
+    """Return what the session's running children are doing right now."""
+    ws = current_workspace()
+    running = storage.running_jobs(ws, storage.load_manifest(ws))
+    return {"running": [{k: n.get(k) for k in ("id", "op", "done", "total")} for n in running]}
+
+
+@bp.post("/jobs/<job_id>/delete")
+def delete(job_id: str):
+    """Delete one job of this session."""
+    ws = current_workspace()
+    if not storage.is_valid_id(job_id) or not storage.find_job(storage.load_manifest(ws), job_id):
+        abort(404)
+    storage.discard_job(ws, job_id)
+    sync_jobs(storage.load_manifest(ws))
+    if wants_json():
+        return {"deleted": job_id}
+    flash("Job deleted.", "success")
+    return redirect(url_for("jobs.index"), 303)
+
+
+@bp.post("/session/clear")
+def clear():
+    """Delete every job of this session and its files."""
+    ws = current_workspace()
+    storage.clear_jobs(ws)
+    sync_jobs(storage.load_manifest(ws))
+    if wants_json():
+        return {"jobs": []}
+    flash("All jobs cleared.", "success")
+    return redirect(url_for("jobs.index"), 303)

@@ -1,0 +1,80 @@
+"""The session store: secret key, database engine, and the session's workspace."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from typing import Any
+
+from flask import Flask, current_app, session
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import event
+
+import storage
+
+WORKSPACE_KEY = "_workspace"
+
+
+def load_or_create_secret(instance_path: str) -> str:
+    """Return the secret key kept in the instance folder, creating it (mode 0600) on first start."""
+    path = os.path.join(instance_path, "secret_key")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        with open(path, encoding="ascii") as f:
+            return f.read().strip()
+    with os.fdopen(fd, "w", encoding="ascii") as f:
+        f.write(secrets.token_hex(32))
+    return load_or_create_secret(instance_path)
+
+
+def configure_engine(app: Flask) -> None:
+    """Give SQLite a busy timeout so concurrent writers wait instead of failing."""
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        options = app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
+        options.setdefault("connect_args", {}).setdefault("timeout", 30)
+
+
+def tune_sqlite(app: Flask, db: SQLAlchemy) -> None:
+    """Switch SQLite to WAL, so readers never block the one writer."""
+    if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        return
+    with app.app_context():
+
+        @event.listens_for(db.engine, "connect")
+        def _wal(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.close()
+
+
+def workspace_for(workspace_id: str) -> storage.Workspace:
+    """Return the workspace with this id under the configured storage root."""
+    config = current_app.config
+    return storage.Workspace(
+        config["DARKROOM_STORAGE_ROOT"], workspace_id, config["DARKROOM_LOCK_TYPE"]
+    )
+
+
+def current_workspace() -> storage.Workspace:
+    """Return this session's workspace, giving the session one if it has none yet.
+
+    The id is random and kept in the session; the cookie's value never names a path.
+    """
+    workspace_id = session.get(WORKSPACE_KEY)
+    if not workspace_id or not storage.is_valid_id(workspace_id):
+        workspace_id = session[WORKSPACE_KEY] = storage.new_id()
+    return workspace_for(workspace_id)
+
+
+def sync_jobs(manifest: storage.manifest.Manifest) -> list[dict[str, Any]]:
+    """Make the session's job list match the manifest, the locked source of truth.
+
+    A concurrent request may have saved an older copy of the session (the
+    store has no locking, the last save wins); the manifest cannot lose a
+    job, so every view reads it and repairs the session from it.
+    """
+    jobs = manifest["jobs"]
+    if session.get("jobs") != jobs:
+        session["jobs"] = jobs
+    return jobs
