@@ -52,7 +52,7 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     sessions.configure_engine(app)
     db.init_app(app)
     sessions.tune_sqlite(app, db)
-    app.config.update(SESSION_TYPE="sqlalchemy", SESSION_SQLALCHEMY=db, SESSION_USE_SIGNER=True)
+    app.config.update(SESSION_TYPE="sqlalchemy", SESSION_SQLALCHEMY=db)
     Session(app)
 
     job_log = logging.getLogger("darkroom")

@@ -70,10 +70,16 @@ def run_job(spec: JobSpec) -> Result:
         limit = spec.get("memory_limit_mb")
         message = "The image needs more memory than a job may use" + (f" ({limit} MB)." if limit else ".")
         return {"status": "oom", "message": message, "peak_rss_kb": peak_rss_kb()}
-    except Exception as exc:  # reported to the parent, which logs and answers 500
-        return {"status": "error", "message": f"{type(exc).__name__}: {exc}", "peak_rss_kb": peak_rss_kb()}
+    except Exception as exc:  # reported to the parent, which logs it and answers 500
+        return {
+            "status": "error",
+            "message": f"Processing failed inside the image worker ({type(exc).__name__}).",
+            "detail": f"{type(exc).__name__}: {exc}",
+            "peak_rss_kb": peak_rss_kb(),
+        }
     return {
         "status": "ok",
+        "pid": os.getpid(),
         "job": job,
         "ms": round((time.perf_counter() - started) * 1000, 1),
         "peak_rss_kb": peak_rss_kb(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,10 @@ from .ops import OPS, THUMBNAIL_BOX
 #: Formats Darkroom accepts, as Pillow names them, with the extension stored on disk.
 FORMATS = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp"}
 JPEG_QUALITY = 85
+
+# Darkroom refuses every image over its limit itself (see _check_pixels), so
+# Pillow's warning for the band between the limit and twice it is noise.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 class BadImage(ValueError):

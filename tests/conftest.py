@@ -1,0 +1,71 @@
+import io
+
+import pytest
+from PIL import Image
+
+from app import create_app
+
+PLUGINS = ["tests.faulty_ops"]
+
+
+@pytest.fixture
+def make_app(tmp_path):
+    """Build apps whose instance folder (database, workspaces, secret) lives under tmp_path."""
+    apps = []
+
+    def make(**config):
+        app = create_app(
+            {"TESTING": True, "DARKROOM_PLUGINS": PLUGINS, **config},
+            instance_path=str(tmp_path / f"instance{len(apps)}"),
+        )
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        _pid, runner = app.extensions["darkroom.runner"]
+        if runner is not None:
+            runner.close()
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+def image_bytes(size=(640, 480), fmt="JPEG", color=(180, 90, 40), mode="RGB"):
+    """Return an encoded test image made with Pillow."""
+    buf = io.BytesIO()
+    im = Image.new(mode, size, color)
+    # A gradient, so filters and encoders have real work to do.
+    for x in range(0, size[0], max(1, size[0] // 32)):
+        im.paste((x % 256, 120, 255 - x % 256) if mode == "RGB" else 128, (x, 0, x + 2, size[1]))
+    im.save(buf, fmt)
+    return buf.getvalue()
+
+
+def upload(client, data=None, ops=None, name="photo.jpg", json=True, **headers):
+    """POST an image to /jobs and return the response."""
+    form = {"image": (io.BytesIO(image_bytes() if data is None else data), name)}
+    if ops is not None:
+        form["ops"] = ops
+    if json:
+        headers.setdefault("Accept", "application/json")
+    return client.post("/jobs", data=form, headers=headers, content_type="multipart/form-data")
+
+
+def decode(data):
+    """Return a fully decoded Pillow image from bytes."""
+    im = Image.open(io.BytesIO(data))
+    im.load()
+    return im

@@ -1,0 +1,265 @@
+"""Hostile uploads and dying children: a clear error, nothing lost, nothing half-written."""
+
+import io
+import os
+import struct
+import threading
+import time
+import zipfile
+
+import pytest
+from conftest import decode, image_bytes, upload
+from PIL import Image
+
+import storage
+
+
+def workspace_of(app, client):
+    with client.session_transaction() as sess:
+        workspace_id = sess.get("_workspace")
+    return storage.Workspace(app.config["DARKROOM_STORAGE_ROOT"], workspace_id) if workspace_id else None
+
+
+def assert_state(app, client, job_ids):
+    """The manifest, the session and the job directories all list exactly job_ids."""
+    assert [j["id"] for j in client.get("/api/session").get_json()["jobs"]] == job_ids
+    with client.session_transaction() as sess:
+        assert [j["id"] for j in sess.get("jobs", [])] == job_ids
+    ws = workspace_of(app, client)
+    if ws is None:
+        assert job_ids == []
+        return
+    assert [j["id"] for j in storage.load_manifest(ws)["jobs"]] == job_ids
+    dirs = sorted(e.name for e in ws.path.iterdir() if e.is_dir()) if ws.path.exists() else []
+    assert dirs == sorted(job_ids)
+    leftovers = [p for p in ws.path.rglob("*.tmp")] if ws.path.exists() else []
+    assert leftovers == []
+
+
+def png_bomb():
+    buf = io.BytesIO()
+    Image.new("1", (20000, 20000)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def gif_claiming(width, height):
+    header = b"GIF89a" + struct.pack("<HHBBB", width, height, 0x80, 0, 0) + b"\x00\x00\x00\xff\xff\xff"
+    frame = b"," + struct.pack("<HHHHB", 0, 0, width, height, 0) + b"\x02\x02\x44\x01\x00"
+    return header + frame + b";"
+
+
+def zip_bytes():
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("a.txt", "hello")
+    return buf.getvalue()
+
+
+def truncated_jpeg():
+    data = image_bytes((1200, 900))
+    return data[: len(data) // 2]
+
+
+def corrupt_png():
+    data = bytearray(image_bytes((400, 300), "PNG"))
+    start = data.index(b"IDAT") + 40
+    data[start : start + 200] = os.urandom(200)
+    return bytes(data)
+
+
+BAD_UPLOADS = {
+    "empty file": (b"", "The uploaded file is empty."),
+    "text": (b"just some words\n" * 10, "not a JPEG, PNG, GIF or WebP"),
+    "html": (b"<!doctype html><html><body>hi</body></html>", "not a JPEG, PNG, GIF or WebP"),
+    "zip": (zip_bytes(), "not a JPEG, PNG, GIF or WebP"),
+    "pdf": (b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF", "not a JPEG, PNG, GIF or WebP"),
+    "svg": (b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>', "not a JPEG, PNG, GIF or WebP"),
+    "truncated jpeg": (truncated_jpeg(), "damaged or incomplete"),
+    "corrupt png": (corrupt_png(), "damaged or incomplete"),
+    "png bomb 20000x20000": (png_bomb(), "too many pixels"),
+    "gif claiming 65535x65535": (gif_claiming(65535, 65535), "too many pixels"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_UPLOADS)
+def test_bad_upload_is_refused_and_leaves_nothing(app, client, case):
+    data, message = BAD_UPLOADS[case]
+    good = upload(client).get_json()["id"]
+    response = upload(client, data, name="bad.jpg")
+    assert response.status_code == 400
+    assert message in response.get_json()["error"]
+    assert_state(app, client, [good])
+
+
+def test_bomb_is_refused_before_any_child_starts(app, client, caplog):
+    response = upload(client, png_bomb())
+    assert response.status_code == 400
+    assert "darkroom.jobs" not in {r.name for r in caplog.records}
+    _pid, runner = app.extensions["darkroom.runner"]
+    assert runner is None  # no child was ever needed
+
+
+def test_pixel_limit_comes_from_config(make_app):
+    client = make_app(DARKROOM_MAX_PIXELS=100 * 100).test_client()
+    assert upload(client, image_bytes((100, 100))).status_code == 201
+    response = upload(client, image_bytes((101, 100)))
+    assert response.status_code == 400
+    assert "101×100" in response.get_json()["error"]
+
+
+def test_missing_file_field(app, client):
+    response = client.post("/jobs", data={"ops": "blur"}, headers={"Accept": "application/json"})
+    assert response.status_code == 400
+    assert response.get_json() == {"error": "Choose an image file to upload."}
+    assert_state(app, client, [])
+
+
+def test_missing_file_from_the_form_flashes(client):
+    response = client.post("/jobs", data={"ops": "blur"})
+    assert response.status_code == 303
+    assert "Choose an image file to upload." in client.get("/").get_data(as_text=True)
+
+
+def test_body_over_the_limit_is_413_json(make_app):
+    app = make_app(MAX_CONTENT_LENGTH=2 * 1024 * 1024)
+    client = app.test_client()
+    response = upload(client, os.urandom(3 * 1024 * 1024))
+    assert response.status_code == 413
+    assert response.get_json() == {"error": "The upload is larger than the limit of 2 MB."}
+    assert_state(app, client, [])
+
+
+def test_unknown_op_names_the_allowed_ops(app, client):
+    response = upload(client, ops=["blur", "melt"])
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert "'melt'" in error
+    for op in ("thumbnail", "grayscale", "blur", "sharpen", "edges", "sepia", "rotate", "invert"):
+        assert op in error
+    assert_state(app, client, [])
+
+
+@pytest.mark.parametrize("name", ["../../../../etc/passwd.jpg", "/etc/passwd.jpg", "a\x00b\t\x1b[31m\x7f.jpg", "..\\..\\win.jpg"])
+def test_client_file_name_is_never_a_path(app, client, tmp_path, name):
+    job = upload(client, name=name).get_json()
+    assert job["source"]["url"].endswith("/source.jpg")
+    assert not any(ch in job["source"]["name"] for ch in "\x00\t\x1b\x7f")
+    ws = workspace_of(app, client)
+    assert sorted(os.listdir(ws.path / job["id"])) == sorted(["source.jpg"] + [
+        o["url"].rsplit("/", 1)[1] for o in job["outputs"]])
+
+
+def test_client_file_name_is_shown_escaped(client):
+    upload(client, name="<img src=x onerror=alert(1)>.jpg")
+    page = client.get("/").get_data(as_text=True)
+    assert "<img src=x onerror" not in page
+    assert "&lt;img src=x onerror=alert(1)&gt;.jpg" in page
+
+
+FAULTS = {
+    "explode": (500, "Processing failed inside the image worker (RuntimeError)."),
+    "die": (500, "The image worker was killed by signal 9."),
+    "hog": (500, "The image needs more memory than a job may use (512 MB)."),
+}
+
+
+@pytest.mark.parametrize("op", FAULTS)
+def test_child_fault_is_a_clear_5xx_and_loses_nothing(make_app, op):
+    app = make_app(DARKROOM_CHILD_MEMORY_MB=512)
+    client = app.test_client()
+    good = upload(client).get_json()["id"]
+    response = upload(client, ops=["grayscale", op])
+    status, message = FAULTS[op]
+    assert response.status_code == status
+    assert response.get_json() == {"error": message}
+    assert_state(app, client, [good])
+    # The next job works, and the earlier one still serves its files.
+    after = upload(client).get_json()
+    assert_state(app, client, [good, after["id"]])
+    first = client.get("/api/session").get_json()["jobs"][0]
+    assert decode(client.get(first["outputs"][0]["url"]).data).size == (320, 240)
+
+
+def test_child_past_its_time_limit_is_killed_with_504(make_app):
+    app = make_app(DARKROOM_JOB_TIMEOUT=1.0)
+    client = app.test_client()
+    good = upload(client).get_json()["id"]
+    started = time.monotonic()
+    response = upload(client, ops=["stall"])
+    assert time.monotonic() - started < 10
+    assert response.status_code == 504
+    assert response.get_json() == {"error": "The job took longer than 1 s and was stopped."}
+    assert_state(app, client, [good])
+    assert upload(client).status_code == 201
+
+
+def test_fault_from_the_form_is_flashed(make_app):
+    client = make_app().test_client()
+    response = upload(client, ops=["explode"], json=False)
+    assert response.status_code == 303
+    assert "Processing failed inside the image worker" in client.get("/").get_data(as_text=True)
+
+
+def test_too_many_jobs_wait_then_get_503_with_retry_after(make_app):
+    app = make_app(DARKROOM_MAX_CHILDREN=1, DARKROOM_QUEUE_TIMEOUT=0.2)
+    client = app.test_client()
+    upload(client)  # create the session, so both requests share it
+    cookie = client.get_cookie("session")
+    other = app.test_client()
+    other.set_cookie("session", cookie.value)
+    slow = threading.Thread(target=upload, args=(client,), kwargs={"ops": ["slow", "grayscale"]})
+    slow.start()
+    deadline = time.monotonic() + 10
+    while not client.get("/api/progress").get_json()["running"] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    response = upload(other)
+    slow.join()
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
+    assert "busy" in response.get_json()["error"]
+    assert len(client.get("/api/session").get_json()["jobs"]) == 2
+    assert upload(other).status_code == 201
+
+
+def test_progress_reports_the_running_op(make_app):
+    app = make_app()
+    client = app.test_client()
+    client.get("/")
+    seen = []
+    worker = threading.Thread(target=upload, args=(client,), kwargs={"ops": ["grayscale", "slow", "invert"]})
+    worker.start()
+    while worker.is_alive():
+        seen.extend(client.get("/api/progress").get_json()["running"])
+        time.sleep(0.05)
+    worker.join()
+    assert ("slow", 1, 3) in {(s["op"], s["done"], s["total"]) for s in seen}
+    assert client.get("/api/progress").get_json() == {"running": []}
+
+
+@pytest.mark.parametrize("status", [404, 405, 413, 500])
+def test_every_json_error_has_the_error_shape(make_app, status):
+    app = make_app(MAX_CONTENT_LENGTH=1000)
+
+    @app.get("/boom")
+    def boom():
+        raise ZeroDivisionError("secret detail")
+
+    client = app.test_client()
+    json_headers = {"Accept": "application/json"}
+    response = {
+        404: lambda: client.get("/nope", headers=json_headers),
+        405: lambda: client.get("/jobs", headers=json_headers),
+        413: lambda: upload(client, os.urandom(5000)),
+        500: lambda: client.get("/boom", headers=json_headers),
+    }[status]()
+    assert response.status_code == status
+    body = response.get_json()
+    assert set(body) == {"error"} and body["error"]
+    assert "secret detail" not in body["error"]
+
+
+def test_html_errors_are_pages_not_tracebacks(client):
+    response = client.get("/nope", headers={"Accept": "text/html"})
+    assert response.status_code == 404
+    assert "Nothing here" in response.get_data(as_text=True)
+    assert response.mimetype == "text/html"

@@ -1,0 +1,139 @@
+import json
+import logging
+import os
+import re
+
+import pytest
+from conftest import decode, image_bytes, upload
+
+import imaging
+import storage
+
+
+def session_jobs(client):
+    response = client.get("/api/session")
+    assert response.status_code == 200
+    return response.get_json()["jobs"]
+
+
+def test_upload_lists_outputs_that_serve_images_of_their_size(client):
+    response = upload(client, image_bytes((800, 600)), ops=["thumbnail", "grayscale", "rotate", "edges"])
+    assert response.status_code == 201
+    job = response.get_json()
+    assert set(job) == {"id", "created", "source", "outputs"}
+    assert job["source"] == {
+        "name": "photo.jpg", "width": 800, "height": 600, "format": "JPEG",
+        "bytes": job["source"]["bytes"], "url": job["source"]["url"],
+    }
+    assert [o["op"] for o in job["outputs"]] == ["thumbnail", "grayscale", "rotate", "edges"]
+
+    jobs = session_jobs(client)
+    assert jobs == [job]
+    expected_sizes = {"thumbnail": (320, 240), "grayscale": (800, 600), "rotate": (600, 800), "edges": (800, 600)}
+    for out in job["outputs"] + [job["source"]]:
+        served = client.get(out["url"])
+        assert served.status_code == 200
+        assert served.mimetype == f"image/{out['format'].lower()}"
+        assert len(served.data) == out["bytes"]
+        im = decode(served.data)
+        assert im.size == (out["width"], out["height"])
+        if "op" in out:
+            assert im.size == expected_sizes[out["op"]]
+
+
+def test_default_ops_apply_when_none_chosen(client):
+    job = upload(client).get_json()
+    assert [o["op"] for o in job["outputs"]] == list(imaging.DEFAULT_OPS)
+
+
+@pytest.mark.parametrize("op", sorted(set(imaging.OPS) - {"explode", "die", "hog", "stall", "slow"}))
+def test_every_op_produces_a_decodable_image(client, op):
+    response = upload(client, image_bytes((300, 200), "PNG"), ops=[op], name="x.png")
+    assert response.status_code == 201, response.get_json()
+    out = response.get_json()["outputs"][0]
+    assert decode(client.get(out["url"]).data).size == (out["width"], out["height"])
+
+
+def test_png_with_alpha_keeps_alpha(client):
+    response = upload(client, image_bytes((100, 80), "PNG", (10, 20, 30, 100), "RGBA"), ops=["invert"], name="a.png")
+    out = response.get_json()["outputs"][0]
+    assert out["format"] == "PNG"
+    assert decode(client.get(out["url"]).data).mode == "RGBA"
+
+
+def test_work_runs_in_a_child_process(client, caplog):
+    with caplog.at_level(logging.INFO, logger="darkroom.jobs"):
+        assert upload(client).status_code == 201
+    [line] = [r.getMessage() for r in caplog.records if r.name == "darkroom.jobs"]
+    child_pid = int(re.search(r"child_pid=(\d+)", line).group(1))
+    assert child_pid != os.getpid()
+    assert re.search(r"status=ok .* exit=0 .* child_peak_rss_kb=\d+ runner=darkroom", line)
+
+
+def test_manifest_on_disk_matches_the_session(app, client):
+    for _ in range(2):
+        upload(client)
+    jobs = session_jobs(client)
+    with app.app_context():
+        interface = app.session_interface
+        [row] = interface.sql_session_model.query.all()
+        data = interface.serializer.decode(row.data)
+    ws = storage.Workspace(app.config["DARKROOM_STORAGE_ROOT"], data["_workspace"])
+    manifest = json.loads(ws.manifest_path.read_text())
+    assert manifest["jobs"] == data["jobs"]
+    assert [j["id"] for j in manifest["jobs"]] == [j["id"] for j in jobs]
+    for job in manifest["jobs"]:
+        for out in job["outputs"]:
+            assert (ws.path / job["id"] / out["file"]).is_file()
+
+
+def test_clear_deletes_files_and_jobs(app, client):
+    job = upload(client).get_json()
+    ws_root = app.config["DARKROOM_STORAGE_ROOT"]
+    [workspace_dir] = [d for d in os.scandir(ws_root) if d.is_dir()]
+    assert os.path.isdir(os.path.join(workspace_dir.path, job["id"]))
+    response = client.post("/session/clear", headers={"Accept": "application/json"})
+    assert response.status_code == 200
+    assert response.get_json() == {"jobs": []}
+    assert session_jobs(client) == []
+    assert not os.path.exists(os.path.join(workspace_dir.path, job["id"]))
+    assert client.get(job["outputs"][0]["url"]).status_code == 404
+
+
+def test_clear_from_the_form_redirects(client):
+    upload(client)
+    response = client.post("/session/clear")
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/"
+    assert session_jobs(client) == []
+
+
+def test_delete_one_job(client):
+    first = upload(client).get_json()
+    second = upload(client).get_json()
+    response = client.post(f"/jobs/{first['id']}/delete", headers={"Accept": "application/json"})
+    assert response.status_code == 200
+    assert [j["id"] for j in session_jobs(client)] == [second["id"]]
+    assert client.post(f"/jobs/{first['id']}/delete", headers={"Accept": "application/json"}).status_code == 404
+
+
+def test_html_form_upload_redirects_and_shows_the_gallery(client):
+    response = upload(client, ops=["thumbnail", "sepia"], json=False)
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/"
+    page = client.get("/").get_data(as_text=True)
+    assert "Done: 2 images from photo.jpg." in page
+    [job] = session_jobs(client)
+    for out in job["outputs"]:
+        assert out["url"] in page
+
+
+def test_jobs_are_listed_oldest_first_and_shown_newest_first(client):
+    ids = [upload(client).get_json()["id"] for _ in range(3)]
+    assert [j["id"] for j in session_jobs(client)] == ids
+    page = client.get("/").get_data(as_text=True)
+    assert page.index(ids[2]) < page.index(ids[1]) < page.index(ids[0])
+
+
+def test_progress_is_empty_when_nothing_runs(client):
+    assert client.get("/api/progress").get_json() == {"running": []}
