@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 from flask import Flask, current_app
+from flask.cli import with_appcontext
 
 import storage
 
@@ -59,6 +60,7 @@ def delete_orphaned_workspaces(grace_seconds: float) -> int:
 
 
 @click.command("cleanup")
+@with_appcontext
 @click.option("--grace", default=3600.0, show_default=True, help="Spare workspaces changed this many seconds ago or less.")
 def cleanup_command(grace: float) -> None:
     """Delete expired sessions and the workspaces that belong to no live session."""

@@ -28,8 +28,9 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
     """Answer an error as JSON, as a flash message on the form, or as an error page."""
     if wants_json():
         response = jsonify(error=message)
-    elif request.method == "POST":
+    elif request.method == "POST" and status != 403:
         # A form post: show the message next to the form, keep the gallery.
+        # (A refused cross-site post gets a plain 403 page: it writes no flash.)
         flash(message, "error")
         return redirect(url_for("jobs.index"), 303)
     else:

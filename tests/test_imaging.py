@@ -1,0 +1,73 @@
+"""The Pillow pipeline on its own: header reads, decoding and every op."""
+
+import io
+
+import pytest
+from conftest import image_bytes
+from PIL import Image
+
+import imaging
+from imaging.pipeline import decode, render
+
+
+def write(tmp_path, data, name="src"):
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+def test_probe_reads_the_header_only(tmp_path):
+    data = image_bytes((1200, 900))
+    # Cut the file after its header: a decoder would fail, the probe must not.
+    path = write(tmp_path, data[:2000])
+    assert imaging.probe(path, 10**8) == {"format": "JPEG", "width": 1200, "height": 900}
+
+
+def test_probe_refuses_too_many_pixels(tmp_path):
+    path = write(tmp_path, image_bytes((200, 100), "PNG"))
+    with pytest.raises(imaging.TooManyPixels):
+        imaging.probe(path, 200 * 100 - 1)
+
+
+def test_thumbnail_alone_decodes_a_reduced_jpeg(tmp_path):
+    path = write(tmp_path, image_bytes((4000, 3000)))
+    assert decode(path, 10**8, reduced=True).size == (1000, 750)
+    assert decode(path, 10**8).size == (4000, 3000)
+
+
+def test_render_writes_every_op_and_reports_its_time(tmp_path):
+    src = write(tmp_path, image_bytes((600, 400)))
+    out = tmp_path / "out"
+    out.mkdir()
+    seen = []
+    ops = ["thumbnail", "grayscale", "blur", "sharpen", "edges", "sepia", "rotate", "invert"]
+    outputs = render(src, out, ops, 10**8, lambda op, done: seen.append((op, done)))
+    assert seen == [(op, i) for i, op in enumerate(ops)]
+    sizes = {o["op"]: (o["width"], o["height"]) for o in outputs}
+    assert sizes == {"thumbnail": (320, 213), "grayscale": (600, 400), "blur": (600, 400),
+                     "sharpen": (600, 400), "edges": (600, 400), "sepia": (600, 400),
+                     "rotate": (400, 600), "invert": (600, 400)}
+    for o in outputs:
+        assert o["ms"] >= 0
+        with Image.open(out / o["file"]) as im:
+            im.load()
+            assert im.size == (o["width"], o["height"])
+            assert im.format == o["format"]
+    with Image.open(out / "grayscale.jpg") as im:
+        assert im.mode == "L"
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    im = Image.new("RGB", (60, 40))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated 90°
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", exif=exif)
+    assert decode(write(tmp_path, buf.getvalue()), 10**8).size == (40, 60)
+
+
+def test_palette_and_cmyk_sources_are_normalised(tmp_path):
+    for mode, fmt in (("P", "GIF"), ("CMYK", "JPEG")):
+        buf = io.BytesIO()
+        Image.new(mode, (30, 20)).save(buf, fmt)
+        assert decode(write(tmp_path, buf.getvalue(), mode), 10**8).mode == "RGB"

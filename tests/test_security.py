@@ -1,0 +1,150 @@
+"""Cross-site requests, other sessions' files, cookies and the secret key."""
+
+import os
+import stat
+
+import pytest
+from conftest import upload
+
+from app import create_app
+
+
+def test_cross_site_origin_is_refused(app, client):
+    response = upload(client, Origin="https://evil.example")
+    assert response.status_code == 403
+    assert "another site" in response.get_json()["error"]
+    assert client.get("/api/session").get_json() == {"jobs": []}
+
+
+@pytest.mark.parametrize("site", ["cross-site", "same-site"])
+def test_cross_site_fetch_metadata_is_refused(client, site):
+    assert upload(client, **{"Sec-Fetch-Site": site}).status_code == 403
+
+
+def test_cross_site_clear_is_refused_and_keeps_jobs(client):
+    job = upload(client).get_json()
+    response = client.post("/session/clear", headers={"Origin": "https://evil.example", "Accept": "application/json"})
+    assert response.status_code == 403
+    assert [j["id"] for j in client.get("/api/session").get_json()["jobs"]] == [job["id"]]
+
+
+def test_null_origin_is_refused(client):
+    assert client.post("/session/clear", headers={"Origin": "null"}).status_code == 403
+
+
+def test_same_origin_browser_requests_work(client):
+    response = upload(client, Origin="http://localhost", **{"Sec-Fetch-Site": "same-origin"})
+    assert response.status_code == 201
+    form = upload(client, json=False, Origin="http://localhost", **{"Sec-Fetch-Site": "same-origin"})
+    assert form.status_code == 303
+    assert client.post("/session/clear", headers={"Origin": "http://localhost"}).status_code == 303
+
+
+def test_clients_without_browser_headers_work(client):
+    assert upload(client).status_code == 201
+
+
+def test_reads_are_not_blocked_by_origin(client):
+    assert client.get("/api/session", headers={"Sec-Fetch-Site": "cross-site"}).status_code == 200
+
+
+@pytest.fixture
+def two_sessions(app):
+    owner, stranger = app.test_client(), app.test_client()
+    job = upload(owner).get_json()
+    stranger.get("/")  # a session (and workspace) of its own
+    return owner, stranger, job
+
+
+def test_another_session_gets_404_for_files(two_sessions):
+    owner, stranger, job = two_sessions
+    for out in job["outputs"] + [job["source"]]:
+        assert owner.get(out["url"]).status_code == 200
+        assert stranger.get(out["url"]).status_code == 404
+    assert stranger.get("/api/session").get_json() == {"jobs": []}
+    delete = stranger.post(f"/jobs/{job['id']}/delete", headers={"Accept": "application/json"})
+    assert delete.status_code == 404
+    assert owner.get(job["outputs"][0]["url"]).status_code == 200
+
+
+@pytest.mark.parametrize("path", [
+    "/files/{job}/..%2Fmanifest.json",
+    "/files/{job}/%2E%2E%2F%2E%2E%2F{ws}.lock",
+    "/files/{job}/../manifest.json",
+    "/files/{job}/progress.json",
+    "/files/{job}//etc/passwd",
+    "/files/{job}/%2Fetc%2Fpasswd",
+    "/files/..%2F{job}/source.jpg",
+    "/files/{job}/source.jpg%00.png",
+    "/files/not-an-id/source.jpg",
+    "/files/{job}/upload",
+])
+def test_paths_outside_the_listed_files_are_404(app, client, path):
+    job = upload(client).get_json()
+    with client.session_transaction() as sess:
+        workspace = sess["_workspace"]
+    response = client.get(path.format(job=job["id"], ws=workspace), headers={"Accept": "application/json"})
+    assert response.status_code == 404
+    assert response.get_json() == {"error": response.get_json()["error"]} and "Nothing here" in response.get_json()["error"]
+
+
+def test_symlinks_are_not_followed_out_of_the_workspace(app, client, tmp_path):
+    job = upload(client, ops=["grayscale"]).get_json()
+    with client.session_transaction() as sess:
+        workspace = sess["_workspace"]
+    secret = tmp_path / "secret.txt"
+    secret.write_text("top secret")
+    listed = os.path.join(app.config["DARKROOM_STORAGE_ROOT"], workspace, job["id"], "grayscale.jpg")
+    os.unlink(listed)
+    os.symlink(secret, listed)
+    response = client.get(job["outputs"][0]["url"])
+    assert response.status_code == 404
+    assert b"top secret" not in response.data
+
+
+def test_session_cookie_is_httponly_and_samesite_lax(client):
+    client.get("/")
+    cookie = client.get_cookie("session")
+    assert cookie.http_only
+    assert cookie.same_site == "Lax"
+    assert not cookie.secure
+
+
+def test_session_cookie_is_secure_when_configured(make_app):
+    client = make_app(SESSION_COOKIE_SECURE=True).test_client()
+    response = client.get("/", base_url="https://localhost")
+    set_cookie = response.headers["Set-Cookie"]
+    assert "Secure" in set_cookie and "HttpOnly" in set_cookie and "SameSite=Lax" in set_cookie
+
+
+def test_session_id_is_not_the_workspace_name(app, client):
+    upload(client)
+    cookie = client.get_cookie("session").value
+    names = os.listdir(app.config["DARKROOM_STORAGE_ROOT"])
+    assert names and not any(cookie in name or name.split(".")[0] in cookie for name in names)
+
+
+def test_secret_key_is_generated_once_with_mode_0600(tmp_path):
+    first = create_app({"TESTING": True}, instance_path=str(tmp_path))
+    key_file = tmp_path / "secret_key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    second = create_app({"TESTING": True}, instance_path=str(tmp_path))
+    assert first.secret_key == second.secret_key
+    assert len(first.secret_key) == 64
+
+
+def test_secret_key_from_environment_wins(tmp_path, monkeypatch):
+    monkeypatch.setenv("FLASK_SECRET_KEY", "from-the-environment")
+    app = create_app({"TESTING": True}, instance_path=str(tmp_path))
+    assert app.secret_key == "from-the-environment"
+    assert not (tmp_path / "secret_key").exists()
+
+
+def test_sessions_survive_a_restart(tmp_path):
+    first = create_app({"TESTING": True}, instance_path=str(tmp_path)).test_client()
+    first.get("/multi")
+    cookie = first.get_cookie("session").value
+    second = create_app({"TESTING": True}, instance_path=str(tmp_path)).test_client()
+    second.set_cookie("session", cookie)
+    text = second.get("/multi").get_data(as_text=True)
+    assert "inside_function" in text.split("Session after function call")[0]

@@ -1,0 +1,112 @@
+"""Workspaces, manifests and locks, across real processes."""
+
+import json
+import multiprocessing
+import os
+import signal
+import time
+
+import pytest
+
+import storage
+from storage.manifest import write_json_atomic
+
+
+@pytest.fixture(params=sorted(storage.LOCK_TYPES))
+def ws(request, tmp_path):
+    return storage.Workspace(str(tmp_path), storage.new_id(), lock_type=request.param)
+
+
+def job(job_id, created="2026-01-01T00:00:00"):
+    return {"id": job_id, "created": created, "source": {"file": "source.jpg"}, "outputs": []}
+
+
+def record_many(ws, prefix, count):
+    for i in range(count):
+        storage.record_job(ws, job(f"{prefix}{i:04x}" + "0" * 12, created=f"2026-01-01T00:00:{i:02d}"))
+
+
+def test_concurrent_processes_lose_no_job(ws):
+    ctx = multiprocessing.get_context("forkserver")
+    procs = [ctx.Process(target=record_many, args=(ws, f"{p:04x}", 15)) for p in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    jobs = storage.load_manifest(ws)["jobs"]
+    assert len(jobs) == 60
+    assert [j["created"] for j in jobs] == sorted(j["created"] for j in jobs)
+
+
+def test_lock_excludes_a_second_holder(ws):
+    with ws.lock():
+        other = storage.Workspace(ws.root, ws.id, ws.lock_type, lock_timeout=0.2)
+        from filelock import Timeout
+
+        with pytest.raises(Timeout):
+            with other.lock():
+                pass
+    with storage.Workspace(ws.root, ws.id, ws.lock_type, lock_timeout=0.2).lock():
+        pass
+
+
+def test_native_lock_file_is_kept(tmp_path):
+    ws = storage.Workspace(str(tmp_path), storage.new_id(), lock_type="file")
+    storage.record_job(ws, job("a" * 16))
+    assert ws.lock_path.exists()
+    storage.clear_jobs(ws)
+    assert ws.lock_path.exists()
+
+
+def test_discard_and_clear(ws):
+    for job_id in ("a" * 16, "b" * 16):
+        ws.create_job_dir(job_id)
+        storage.record_job(ws, job(job_id))
+    assert storage.discard_job(ws, "a" * 16)
+    assert not ws.job_dir("a" * 16).exists()
+    assert not storage.discard_job(ws, "a" * 16)
+    storage.clear_jobs(ws)
+    assert storage.load_manifest(ws)["jobs"] == []
+    assert not ws.job_dir("b" * 16).exists()
+
+
+def writer(path):
+    big = {"jobs": [job(f"{i:016x}") for i in range(2000)]}
+    while True:
+        write_json_atomic(path, big)
+
+
+def test_killed_writer_never_leaves_a_torn_file(tmp_path):
+    path = tmp_path / "manifest.json"
+    write_json_atomic(path, {"jobs": []})
+    ctx = multiprocessing.get_context("forkserver")
+    for _ in range(8):
+        proc = ctx.Process(target=writer, args=(path,))
+        proc.start()
+        time.sleep(0.15)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.join()
+        data = json.loads(path.read_text())
+        assert len(data["jobs"]) in (0, 2000)
+
+
+@pytest.mark.parametrize("bad", ["", "../x", "ABCDEF0123456789", "a" * 15, "a" * 65, "/" + "a" * 16])
+def test_ids_from_outside_are_checked(tmp_path, bad):
+    assert not storage.is_valid_id(bad)
+    with pytest.raises(ValueError):
+        storage.Workspace(str(tmp_path), bad)
+    with pytest.raises(storage.NotFound):
+        storage.Workspace(str(tmp_path), "a" * 16).job_dir(bad)
+
+
+def test_resolve_file_refuses_escapes(tmp_path):
+    ws = storage.Workspace(str(tmp_path), "a" * 16)
+    job_dir = ws.create_job_dir("b" * 16)
+    (job_dir / "ok.jpg").write_bytes(b"x")
+    (tmp_path / "outside.txt").write_text("no")
+    os.symlink(tmp_path / "outside.txt", job_dir / "link.jpg")
+    assert ws.resolve_file("b" * 16, "ok.jpg") == (job_dir / "ok.jpg").resolve()
+    for name in ("../outside.txt", "link.jpg", "/etc/passwd", "missing.jpg", "."):
+        with pytest.raises(storage.NotFound):
+            ws.resolve_file("b" * 16, name)
