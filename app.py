@@ -21,7 +21,6 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
         SECRET_KEY=None,
         SQLALCHEMY_DATABASE_URI="sqlite:///" + os.path.join(app.instance_path, "darkroom.db"),
         MAX_CONTENT_LENGTH=40 * 1024 * 1024,
-        MAX_FORM_MEMORY_SIZE=64 * 1024,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=False,

@@ -12,7 +12,7 @@ PROGRESS_FILE = "progress.json"
 
 def write_progress(ws: Workspace, job_id: str, **progress: Any) -> None:
     """Replace the progress note of a running job."""
-    write_json_atomic(ws.job_dir(job_id) / PROGRESS_FILE, {"id": job_id, **progress})
+    write_json_atomic(ws.job_dir(job_id) / PROGRESS_FILE, {"id": job_id, **progress}, durable=False)
 
 
 def running_jobs(ws: Workspace, manifest: Manifest) -> list[dict[str, Any]]:

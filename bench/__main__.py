@@ -1,0 +1,120 @@
+"""``make bench``: web-process memory, throughput and isolation cost of each runner.
+
+Starts the real app (Flask's dev server, then gunicorn) once per strategy and
+drives it over HTTP with concurrent clients uploading 12-24 MP JPEGs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+from datetime import datetime, timezone
+
+from PIL import Image
+
+from bench.load import ROOT, Server, make_photo, overhead, run_load
+
+SIZES = [(4000, 3000), (4899, 3266), (5657, 3771), (6000, 4000)]  # 12, 16, 21, 24 MP
+
+
+def machine() -> str:
+    with open("/proc/meminfo") as f:
+        mem_gib = int(f.readline().split()[1]) / 1024**2
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    return (f"{platform.node()}: {len(os.sched_getaffinity(0))} cores ({cpu}), {mem_gib:.0f} GiB, "
+            f"Linux {platform.release()}, Python {platform.python_version()}, Pillow {Image.__version__}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--jobs", type=int, default=200, help="jobs per strategy (default 200)")
+    parser.add_argument("--clients", type=int, default=4, help="concurrent clients (default 4)")
+    parser.add_argument("--ops", default="thumbnail,grayscale", help="ops per job")
+    parser.add_argument("--servers", default="flask,gunicorn")
+    parser.add_argument("--runners", default="inline,spawn,pool,darkroom")
+    parser.add_argument("--gunicorn-runners", default="inline,darkroom",
+                        help="runners measured again under gunicorn (the full set takes too long for 10 minutes)")
+    parser.add_argument("--overhead-rounds", type=int, default=60)
+    parser.add_argument("--write", action="store_true", help="write bench/RESULTS.md")
+    args = parser.parse_args()
+    ops = args.ops.split(",")
+
+    started = time.monotonic()
+    print("generating test photos…", flush=True)
+    images = [make_photo(w, h, i) for i, (w, h) in enumerate(SIZES)]
+    tiny = make_photo(64, 48, 0)
+
+    rows = []
+    plan = []
+    for server in args.servers.split(","):
+        runners = args.runners if server == "flask" else args.gunicorn_runners
+        plan += [(server, runner) for runner in runners.split(",") if runner]
+    for server_kind, runner in plan:
+        print(f"{server_kind:8} {runner:8} …", end=" ", flush=True)
+        with Server(server_kind, runner) as server:
+            over = overhead(server.port, tiny, args.overhead_rounds)
+            # Warm-up: let every code path (and allocator) see one big job first.
+            run_load(server.port, images, ops, args.clients, args.clients)
+            rss_start = server.rss_kb()
+            load = run_load(server.port, images, ops, args.jobs, args.clients)
+            rss_end = server.rss_kb()
+            peaks = server.child_peaks_kb() if runner != "inline" else []
+        row = {
+            "server": server_kind, "runner": runner, "rss_start": rss_start / 1024, "rss_end": rss_end / 1024,
+            "growth": (rss_end - rss_start) / 1024, **load, **over,
+            "overhead_ms": over["tiny_ms"] - over["get_ms"],
+            "child_peak": statistics.median(peaks) / 1024 if peaks else None,
+        }
+        rows.append(row)
+        print(f"{load['ok']} ok, {len(load['errors'])} errors, {time.monotonic() - started:.0f} s", flush=True)
+        for error in load["errors"][:3]:
+            print("   error:", error)
+
+    report = render(rows, args, machine(), time.monotonic() - started)
+    print()
+    print(report)
+    if args.write:
+        (ROOT / "bench" / "RESULTS.md").write_text(report)
+        print("wrote bench/RESULTS.md")
+
+
+def render(rows: list[dict], args: argparse.Namespace, host: str, seconds: float) -> str:
+    header = ("| server | runner | web RSS start MB | after MB | growth MB | jobs/s | median ms | p95 ms "
+              "| tiny job ms | GET ms | isolation overhead ms | child peak RSS MB |")
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {host}.",
+        f"{args.jobs} jobs per row, {args.clients} concurrent clients, ops `{args.ops}`, "
+        f"JPEGs of 12/16/21/24 MP; overhead: median of {args.overhead_rounds} 64×48 jobs minus the "
+        f"median `GET /api/session`, same server. Whole run: {seconds:.0f} s.",
+        "",
+        header,
+        "|" + "---|" * (header.count("|") - 1),
+    ]
+    for r in rows:
+        peak = f"{r['child_peak']:.0f}" if r["child_peak"] else "–"
+        lines.append(
+            f"| {r['server']} | {r['runner']} | {r['rss_start']:.1f} | {r['rss_end']:.1f} | {r['growth']:+.1f} "
+            f"| {r['jobs_per_s']:.2f} | {r['median_ms']:.0f} | {r['p95_ms']:.0f} | {r['tiny_ms']:.1f} "
+            f"| {r['get_ms']:.1f} | {r['overhead_ms']:.1f} | {peak} |"
+        )
+    lines += ["", "Ratios (same server):", ""]
+    for server in dict.fromkeys(r["server"] for r in rows):
+        by = {r["runner"]: r for r in rows if r["server"] == server}
+        if "inline" in by and "darkroom" in by:
+            ratio = by["darkroom"]["jobs_per_s"] / by["inline"]["jobs_per_s"]
+            lines.append(f"- {server}: darkroom throughput = {ratio:.0%} of inline; "
+                         f"web RSS growth {by['darkroom']['growth']:+.1f} MB vs {by['inline']['growth']:+.1f} MB.")
+    dark = next((r for r in rows if r["runner"] == "darkroom"), None)
+    if dark:
+        lines += ["", f"Per-op median time inside the child ({dark['server']}, darkroom): "
+                  + ", ".join(f"{op} {ms:.0f} ms" for op, ms in dark["op_ms"].items()) + "."]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,239 @@
+"""Pieces of the benchmark: test images, a server under test, and an HTTP load."""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from http.cookies import SimpleCookie
+from pathlib import Path
+
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def make_photo(width: int, height: int, seed: int) -> bytes:
+    """Return a JPEG that compresses like a photo (~0.2 bytes a pixel at quality 90)."""
+    coarse = Image.effect_noise((max(1, width // 8), max(1, height // 8)), 40 + seed)
+    coarse = coarse.resize((width, height), Image.Resampling.BICUBIC)
+    grain = Image.blend(coarse, Image.effect_noise((width, height), 12), 0.25)
+    gradient = Image.linear_gradient("L").resize((width, height))
+    im = Image.merge("RGB", (grain, gradient, coarse.transpose(Image.Transpose.FLIP_LEFT_RIGHT)))
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_kb(pid: int) -> int:
+    """Return a process's resident set size in KiB, from /proc."""
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+
+
+def children_of(pid: int) -> list[int]:
+    """Return the pids whose parent is ``pid``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+            except (OSError, IndexError):
+                pass
+    return found
+
+
+@dataclass
+class Server:
+    """The Darkroom app in its own process, as users run it."""
+
+    kind: str  # "flask" (the dev server) or "gunicorn"
+    runner: str
+    threads: int = 4
+    port: int = field(default_factory=free_port)
+
+    def __enter__(self) -> Server:
+        self.tmp = Path(tempfile.mkdtemp(prefix="darkroom-bench-"))
+        env = {
+            **os.environ,
+            "FLASK_DARKROOM_RUNNER": self.runner,
+            "FLASK_SQLALCHEMY_DATABASE_URI": f"sqlite:///{self.tmp}/sessions.db",
+            "FLASK_DARKROOM_STORAGE_ROOT": str(self.tmp / "workspaces"),
+            "FLASK_SECRET_KEY": uuid.uuid4().hex,
+            "FLASK_DARKROOM_MAX_CHILDREN": "4",
+            "DARKROOM_BIND": f"127.0.0.1:{self.port}",
+            "DARKROOM_WORKERS": "1",
+            "DARKROOM_THREADS": str(self.threads),
+            "DARKROOM_ACCESS_LOG": "/dev/null",
+        }
+        if self.kind == "flask":
+            cmd = [BIN / "flask", "--app", "app", "run", "--port", str(self.port), "--no-reload", "--no-debugger"]
+        else:
+            cmd = [BIN / "gunicorn", "--config", "gunicorn.conf.py", "app:create_app()"]
+        self.log = open(self.tmp / "server.log", "w+")
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                Client(self.port).get("/api/session")
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError(f"{self.kind} did not start: {self.log_text()}")
+        self.web_pid = self.proc.pid
+        if self.kind == "gunicorn":
+            [self.web_pid] = children_of(self.proc.pid)  # the one worker
+        return self
+
+    def rss_kb(self) -> int:
+        return rss_kb(self.web_pid)
+
+    def log_text(self) -> str:
+        self.log.flush()
+        return (self.tmp / "server.log").read_text()
+
+    def child_peaks_kb(self) -> list[int]:
+        return [int(m) for m in re.findall(r"child_peak_rss_kb=(\d+)", self.log_text())]
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+class Client:
+    """A browser-less client with its own session cookie."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.cookie = ""
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+
+    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
+        headers = {"Accept": "application/json", **(headers or {})}
+        if self.cookie:
+            headers["Cookie"] = self.cookie
+        try:
+            self.conn.request(method, path, body, headers)
+            response = self.conn.getresponse()
+        except (http.client.HTTPException, ConnectionError):
+            self.conn.close()  # the dev server may close idle connections: reconnect once
+            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=300)
+            self.conn.request(method, path, body, headers)
+            response = self.conn.getresponse()
+        data = response.read()
+        for header in response.headers.get_all("Set-Cookie") or []:
+            morsel = next(iter(SimpleCookie(header).values()))
+            self.cookie = f"{morsel.key}={morsel.value}"
+        return response.status, data
+
+    def get(self, path: str):
+        return self.request("GET", path)
+
+    def upload(self, image: bytes, ops: list[str]):
+        boundary = uuid.uuid4().hex
+        parts = [
+            f'--{boundary}\r\nContent-Disposition: form-data; name="ops"\r\n\r\n{op}\r\n'.encode() for op in ops
+        ]
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="photo.jpg"\r\n'
+            "Content-Type: image/jpeg\r\n\r\n".encode() + image + b"\r\n"
+        )
+        body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+        return self.request("POST", "/jobs", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+
+
+def timed(call) -> tuple[float, object]:
+    started = time.perf_counter()
+    result = call()
+    return (time.perf_counter() - started) * 1000, result
+
+
+def run_load(port: int, images: list[bytes], ops: list[str], jobs: int, clients: int) -> dict:
+    """Send ``jobs`` uploads from ``clients`` concurrent clients; return latencies and throughput."""
+    latencies: list[float] = []
+    op_ms: dict[str, list[float]] = {}
+    errors: list[str] = []
+    counter = iter(range(jobs))
+    lock = threading.Lock()
+
+    def client_loop() -> None:
+        client = Client(port)
+        while True:
+            with lock:
+                i = next(counter, None)
+            if i is None:
+                return
+            ms, (status, data) = timed(lambda: client.upload(images[i % len(images)], ops))
+            with lock:
+                if status != 201:
+                    errors.append(f"{status} {data[:200]!r}")
+                    continue
+                latencies.append(ms)
+                for out in json.loads(data)["outputs"]:
+                    op_ms.setdefault(out["op"], []).append(out["ms"])
+
+    threads = [threading.Thread(target=client_loop) for _ in range(clients)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - started
+    return {
+        "ok": len(latencies),
+        "errors": errors,
+        "jobs_per_s": len(latencies) / wall,
+        "median_ms": statistics.median(latencies) if latencies else float("nan"),
+        "p95_ms": quantile(latencies, 0.95),
+        "op_ms": {op: statistics.median(v) for op, v in op_ms.items()},
+    }
+
+
+def quantile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def overhead(port: int, tiny: bytes, rounds: int) -> dict:
+    """Median latency of a 64×48 job and of a plain GET /api/session, interleaved."""
+    client = Client(port)
+    client.get("/api/session")
+    jobs, reads = [], []
+    for _ in range(rounds):
+        ms, (status, _data) = timed(lambda: client.upload(tiny, ["invert"]))
+        assert status == 201, status
+        jobs.append(ms)
+        reads.append(timed(lambda: client.get("/api/session"))[0])
+        client.request("POST", "/session/clear")  # keep the session small and constant
+    return {"tiny_ms": statistics.median(jobs), "get_ms": statistics.median(reads)}

@@ -1,0 +1,19 @@
+"""Gunicorn settings for ``make serve``; every value can be overridden from the environment."""
+
+import os
+
+bind = os.environ.get("DARKROOM_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("DARKROOM_WORKERS", os.cpu_count() or 2))
+threads = int(os.environ.get("DARKROOM_THREADS", 4))
+worker_class = "gthread"
+# Longer than the job timeout (DARKROOM_JOB_TIMEOUT, 60 s) plus the queue wait
+# (10 s), so gunicorn never kills a worker that is waiting for a child.
+timeout = int(os.environ.get("DARKROOM_WORKER_TIMEOUT", 120))
+graceful_timeout = 75
+# Each worker starts its own forkserver and children lazily, after the fork:
+# the app must not be loaded in the master.
+preload_app = False
+max_requests = int(os.environ.get("DARKROOM_MAX_REQUESTS", 0))
+max_requests_jitter = max_requests // 10
+accesslog = os.environ.get("DARKROOM_ACCESS_LOG", "-")
+errorlog = "-"
