@@ -10,8 +10,10 @@ import argparse
 import os
 import platform
 import statistics
+import tempfile
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 
 from PIL import Image
 
@@ -28,6 +30,39 @@ def machine() -> str:
             f"Linux {platform.release()}, Python {platform.python_version()}, Pillow {Image.__version__}")
 
 
+def pipeline_times(photo: bytes, rounds: int) -> dict[str, float]:
+    """Median in-process times on one 24 MP JPEG: a thumbnail-only job, the full decode, each op."""
+    from imaging.pipeline import decode, render
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "source.jpg"
+        src.write_bytes(photo)
+
+        def median_ms(call) -> float:
+            times = []
+            for _ in range(rounds):
+                t = time.perf_counter()
+                call()
+                times.append((time.perf_counter() - t) * 1000)
+            return statistics.median(times)
+
+        result = {"thumbnail job (decode in draft mode + resize + save)":
+                  median_ms(lambda: render(src, Path(tmp), ["thumbnail"], 10**8))}
+        result["full decode"] = median_ms(lambda: decode(src, 10**8))
+        for name in ("thumbnail", "grayscale", "blur", "sharpen", "edges", "sepia", "rotate", "invert"):
+            im = decode(src, 10**8)
+            result[f"{name} (op + save, after a full decode)"] = median_ms(
+                lambda: render_one(im, name, Path(tmp)))
+    return result
+
+
+def render_one(im, name: str, out: Path) -> None:
+    from imaging.ops import OPS
+    from imaging.pipeline import save
+
+    save(OPS[name].apply(im), out / name)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--jobs", type=int, default=200, help="jobs per strategy (default 200)")
@@ -38,6 +73,7 @@ def main() -> None:
     parser.add_argument("--gunicorn-runners", default="inline,darkroom",
                         help="runners measured again under gunicorn (the full set takes too long for 10 minutes)")
     parser.add_argument("--overhead-rounds", type=int, default=60)
+    parser.add_argument("--pipeline-rounds", type=int, default=5)
     parser.add_argument("--write", action="store_true", help="write bench/RESULTS.md")
     args = parser.parse_args()
     ops = args.ops.split(",")
@@ -46,6 +82,9 @@ def main() -> None:
     print("generating test photos…", flush=True)
     images = [make_photo(w, h, i) for i, (w, h) in enumerate(SIZES)]
     tiny = make_photo(64, 48, 0)
+
+    print("timing the pipeline in-process…", flush=True)
+    pipeline = pipeline_times(images[-1], args.pipeline_rounds)
 
     rows = []
     plan = []
@@ -73,7 +112,7 @@ def main() -> None:
         for error in load["errors"][:3]:
             print("   error:", error)
 
-    report = render(rows, args, machine(), time.monotonic() - started)
+    report = render(rows, pipeline, args, machine(), time.monotonic() - started)
     print()
     print(report)
     if args.write:
@@ -81,7 +120,8 @@ def main() -> None:
         print("wrote bench/RESULTS.md")
 
 
-def render(rows: list[dict], args: argparse.Namespace, host: str, seconds: float) -> str:
+def render(rows: list[dict], pipeline: dict[str, float], args: argparse.Namespace, host: str,
+           seconds: float) -> str:
     header = ("| server | runner | web RSS start MB | after MB | growth MB | jobs/s | median ms | p95 ms "
               "| tiny job ms | GET ms | isolation overhead ms | child peak RSS MB |")
     lines = [
@@ -109,6 +149,14 @@ def render(rows: list[dict], args: argparse.Namespace, host: str, seconds: float
             ratio = by["darkroom"]["jobs_per_s"] / by["inline"]["jobs_per_s"]
             lines.append(f"- {server}: darkroom throughput = {ratio:.0%} of inline; "
                          f"web RSS growth {by['darkroom']['growth']:+.1f} MB vs {by['inline']['growth']:+.1f} MB.")
+    by_key = {(r["server"], r["runner"]): r for r in rows}
+    for server in dict.fromkeys(r["server"] for r in rows):
+        if (server, "inline") in by_key and (server, "darkroom") in by_key:
+            cost = by_key[server, "darkroom"]["tiny_ms"] - by_key[server, "inline"]["tiny_ms"]
+            lines.append(f"- {server}: isolation cost alone (darkroom tiny job minus inline tiny job) = {cost:.1f} ms.")
+    lines += ["", "Pipeline in one process, 24 MP JPEG (median of "
+              f"{args.pipeline_rounds}):", "", "| step | ms |", "|---|---|"]
+    lines += [f"| {name} | {ms:.0f} |" for name, ms in pipeline.items()]
     dark = next((r for r in rows if r["runner"] == "darkroom"), None)
     if dark:
         lines += ["", f"Per-op median time inside the child ({dark['server']}, darkroom): "

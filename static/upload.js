@@ -15,7 +15,6 @@
   const bar = document.getElementById("progress-bar");
   const text = document.getElementById("progress-text");
   const messages = document.getElementById("messages");
-  const maxBytes = Number(form.dataset.maxBytes || 0);
   let busy = false;
 
   function size(bytes) {
@@ -109,6 +108,7 @@
     if (busy) return;
     const file = input.files[0];
     if (!file) { showMessage("Choose an image file to upload."); return; }
+    const maxBytes = Number(form.dataset.maxBytes || 0);
     if (maxBytes && file.size > maxBytes) {
       showMessage("The file is " + size(file.size) + "; the limit is " + size(maxBytes) + ".");
       return;

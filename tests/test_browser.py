@@ -1,0 +1,202 @@
+"""The page in a real Chromium, driven by Playwright: what a person sees and does."""
+
+import io
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+from conftest import image_bytes
+from PIL import Image
+from werkzeug.serving import make_server
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SCREENSHOTS = Path(__file__).parent / "screenshots"
+
+
+def _missing() -> str | None:
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright package is not installed"
+    if not shutil.which(CHROMIUM):
+        return f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser():
+    reason = _missing()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"browser tests must run in CI: {reason}")
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def live_server(make_app):
+    """The app on a free local port, served by Werkzeug in a thread."""
+    app = make_app()
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+@pytest.fixture
+def page(browser, live_server):
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=live_server,
+                                  accept_downloads=True)
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def photo(tmp_path, size=(1600, 1200), name="holiday.jpg"):
+    path = tmp_path / name
+    path.write_bytes(image_bytes(size))
+    return path
+
+
+def shot(page, name):
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
+
+
+def check_ops(page, wanted):
+    for box in page.locator("input[name=ops]").all():
+        box.set_checked(box.get_attribute("value") in wanted)
+
+
+def test_upload_progress_gallery_download_and_clear(page, tmp_path):
+    page.goto("/")
+    assert page.get_by_text("No images yet").is_visible()
+    page.set_input_files("#image", photo(tmp_path))
+    page.wait_for_function("document.querySelector('#preview-info').textContent.includes('1600×1200')")
+    assert page.locator("#preview").is_visible()
+    check_ops(page, {"thumbnail", "grayscale", "slow", "sepia"})
+
+    page.click("#submit")
+    # While the child works: the button is disabled and the running op is shown.
+    assert page.locator("#submit").is_disabled()
+    page.wait_for_function("document.querySelector('#progress-text').textContent.includes('Processing: slow')")
+    assert page.locator("#progress-text").inner_text().startswith("Processing: slow (3 of 4 done)")
+    shot(page, "desktop-progress")
+
+    page.wait_for_selector("article.job")
+    assert page.locator(".flash-error").count() == 0
+    images = page.locator("article.job img")
+    assert images.count() == 5  # the original and four outputs
+    for i in range(images.count()):
+        images.nth(i).scroll_into_view_if_needed()
+    page.wait_for_function("[...document.querySelectorAll('article.job img')].every(i => i.complete && i.naturalWidth > 0)")
+    tiles = page.locator("article.job .tile-name").all_inner_texts()
+    assert [t.lower() for t in tiles] == ["original", "thumbnail", "grayscale", "sepia", "slow"]
+    assert "320×240" in page.locator("article.job .tile").nth(1).inner_text()
+    shot(page, "desktop-gallery")
+
+    with page.expect_download() as download:
+        page.locator("article.job a.download").nth(1).click()
+    with Image.open(download.value.path()) as im:
+        im.load()
+        assert im.size == (320, 240)
+
+    page.get_by_text("Clear all…").click()
+    page.get_by_role("button", name="Yes, delete everything").click()
+    page.wait_for_selector("text=All jobs cleared.")
+    assert page.get_by_text("No images yet").is_visible()
+
+
+def test_bad_file_shows_a_message_next_to_the_form(page, tmp_path):
+    page.goto("/")
+    notes = tmp_path / "notes.jpg"
+    notes.write_text("this is not a picture")
+    page.set_input_files("#image", notes)
+    page.click("#submit")
+    message = page.locator("#messages .flash-error")
+    message.wait_for()
+    assert "not a JPEG, PNG, GIF or WebP" in message.inner_text()
+    assert page.locator("#submit").is_enabled()
+    assert page.locator("article.job").count() == 0
+    shot(page, "desktop-error")
+
+
+def test_too_large_file_is_refused_before_upload(page, tmp_path):
+    page.goto("/")
+    page.evaluate("document.querySelector('#upload-form').dataset.maxBytes = 1000")
+    page.set_input_files("#image", photo(tmp_path))
+    page.click("#submit")
+    assert "the limit is 1000 bytes" in page.locator("#messages").inner_text()
+
+
+def test_double_click_submits_once(page, tmp_path):
+    page.goto("/")
+    page.set_input_files("#image", photo(tmp_path, (400, 300)))
+    check_ops(page, {"slow"})
+    page.locator("#submit").dispatch_event("click")
+    page.locator("#upload-form").dispatch_event("submit")
+    page.wait_for_selector("article.job")
+    assert page.evaluate("fetch('/api/session').then(r => r.json()).then(d => d.jobs.length)") == 1
+
+
+def test_per_job_delete(page, tmp_path):
+    page.goto("/")
+    for name in ("first.jpg", "second.jpg"):
+        page.set_input_files("#image", photo(tmp_path, (300, 200), name))
+        page.click("#submit")
+        page.wait_for_selector(f"article.job h3:text-is('{name}')")
+    assert page.locator("article.job h3").all_inner_texts() == ["second.jpg", "first.jpg"]
+    page.get_by_role("button", name="Delete the job for first.jpg").click()
+    page.wait_for_selector("text=Job deleted.")
+    assert page.locator("article.job h3").all_inner_texts() == ["second.jpg"]
+
+
+def test_form_works_without_javascript(browser, live_server, tmp_path):
+    context = browser.new_context(java_script_enabled=False, base_url=live_server)
+    page = context.new_page()
+    page.goto("/")
+    page.set_input_files("#image", photo(tmp_path, (500, 400)))
+    page.click("#submit")
+    page.wait_for_selector("article.job")
+    assert "Done: 3 images from holiday.jpg." in page.locator("#messages").inner_text()
+    context.close()
+
+
+def test_phone_width_is_readable_and_accessible(browser, live_server, tmp_path):
+    context = browser.new_context(viewport={"width": 375, "height": 812}, base_url=live_server,
+                                  device_scale_factor=2, is_mobile=True, has_touch=True)
+    page = context.new_page()
+    page.goto("/")
+    page.set_input_files("#image", photo(tmp_path, (1200, 900)))
+    page.click("#submit")
+    page.wait_for_selector("article.job")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    # Every control is labelled and every image has alt text.
+    unlabelled = page.evaluate("""[...document.querySelectorAll('input, button')]
+        .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.textContent.trim())
+        .map(e => e.outerHTML)""")
+    assert unlabelled == []
+    assert page.evaluate("[...document.images].every(i => i.alt.trim().length > 0)")
+    shot(page, "phone-gallery")
+    context.close()
+
+
+def test_keyboard_reaches_every_control(page):
+    page.goto("/")
+    reached = set()
+    for _ in range(40):
+        page.keyboard.press("Tab")
+        reached.add(page.evaluate("document.activeElement.id || document.activeElement.name || document.activeElement.tagName"))
+    assert {"image", "ops", "submit"} <= reached
