@@ -52,7 +52,8 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     db.init_app(app)
     sessions.tune_sqlite(app, db)
     app.config.update(SESSION_TYPE="sqlalchemy", SESSION_SQLALCHEMY=db)
-    Session(app)
+    with sessions.schema_lock(app, db):
+        Session(app)  # creates the sessions table if it is missing
 
     job_log = logging.getLogger("darkroom")
     if not job_log.handlers:  # one line per job, on stderr like Flask's own log

@@ -5,7 +5,9 @@ import os
 bind = os.environ.get("DARKROOM_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("DARKROOM_WORKERS", os.cpu_count() or 2))
 threads = int(os.environ.get("DARKROOM_THREADS", 4))
-worker_class = "gthread"
+# Threads let one worker wait on several children at once; with one thread
+# the plain sync worker takes one request at a time.
+worker_class = "gthread" if threads > 1 else "sync"
 # Longer than the job timeout (DARKROOM_JOB_TIMEOUT, 60 s) plus the queue wait
 # (10 s), so gunicorn never kills a worker that is waiting for a child.
 timeout = int(os.environ.get("DARKROOM_WORKER_TIMEOUT", 120))

@@ -65,13 +65,33 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
+def descendants(pid: int) -> set[int]:
+    """Return every process below ``pid`` in the process tree."""
+    found = set()
+    for child in children_of(pid):
+        found |= {child} | descendants(child)
+    return found
+
+
+def is_alive(pid: int) -> bool:
+    """Whether ``pid`` is a running (not zombie) process."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 @dataclass
 class Server:
     """The Darkroom app in its own process, as users run it."""
 
     kind: str  # "flask" (the dev server) or "gunicorn"
-    runner: str
+    runner: str = "darkroom"
     threads: int = 4
+    workers: int = 1
+    database_url: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
 
     def __enter__(self) -> Server:
@@ -79,14 +99,15 @@ class Server:
         env = {
             **os.environ,
             "FLASK_DARKROOM_RUNNER": self.runner,
-            "FLASK_SQLALCHEMY_DATABASE_URI": f"sqlite:///{self.tmp}/sessions.db",
+            "FLASK_SQLALCHEMY_DATABASE_URI": self.database_url or f"sqlite:///{self.tmp}/sessions.db",
             "FLASK_DARKROOM_STORAGE_ROOT": str(self.tmp / "workspaces"),
             "FLASK_SECRET_KEY": uuid.uuid4().hex,
             "FLASK_DARKROOM_MAX_CHILDREN": "4",
             "DARKROOM_BIND": f"127.0.0.1:{self.port}",
-            "DARKROOM_WORKERS": "1",
+            "DARKROOM_WORKERS": str(self.workers),
             "DARKROOM_THREADS": str(self.threads),
             "DARKROOM_ACCESS_LOG": "/dev/null",
+            **self.env,
         }
         if self.kind == "flask":
             cmd = [BIN / "flask", "--app", "app", "run", "--port", str(self.port), "--no-reload", "--no-debugger"]
@@ -103,13 +124,16 @@ class Server:
                 time.sleep(0.1)
         else:
             raise RuntimeError(f"{self.kind} did not start: {self.log_text()}")
-        self.web_pid = self.proc.pid
-        if self.kind == "gunicorn":
-            [self.web_pid] = children_of(self.proc.pid)  # the one worker
         return self
 
+    def web_pids(self) -> list[int]:
+        """The processes that serve requests: the dev server itself, or gunicorn's workers."""
+        return children_of(self.proc.pid) if self.kind == "gunicorn" else [self.proc.pid]
+
     def rss_kb(self) -> int:
-        return rss_kb(self.web_pid)
+        """RSS of the web process (of the single worker, under gunicorn)."""
+        [pid] = self.web_pids()
+        return rss_kb(pid)
 
     def log_text(self) -> str:
         self.log.flush()

@@ -121,9 +121,10 @@ class Runner:
             self._slots.release()
         result["duration_ms"] = round((time.perf_counter() - started) * 1000, 1)
         log.info(
-            "job %s ops=%s status=%s duration_ms=%.1f exit=%s child_pid=%s child_peak_rss_kb=%s runner=%s",
+            "job %s ops=%s status=%s duration_ms=%.1f exit=%s child_pid=%s child_peak_rss_kb=%s "
+            "runner=%s web_pid=%s",
             spec["job_id"], ",".join(spec["ops"]), result["status"], result["duration_ms"],
-            result.get("exitcode"), result.get("pid"), result.get("peak_rss_kb"), self.name,
+            result.get("exitcode"), result.get("pid"), result.get("peak_rss_kb"), self.name, os.getpid(),
         )
         if result["status"] != "ok":
             log.warning("job %s failed: %s", spec["job_id"], result.get("detail") or result.get("message"))

@@ -1,11 +1,40 @@
 import io
+import os
+import uuid
 
 import pytest
+import sqlalchemy as sa
 from PIL import Image
 
 from app import create_app
 
 PLUGINS = ["tests.faulty_ops"]
+POSTGRES_URL = os.environ.get("DARKROOM_TEST_POSTGRES_URL")
+
+
+def require(reason):
+    """Skip for a missing tool on a developer's machine; never in CI."""
+    if os.environ.get("CI"):
+        pytest.fail(f"must not be skipped in CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request, tmp_path):
+    """A fresh, empty session database: SQLite under tmp_path, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'sessions.db'}"
+        return
+    if not POSTGRES_URL:
+        require("no PostgreSQL server: export DARKROOM_TEST_POSTGRES_URL=$(.ci/start-postgres)")
+    name = f"darkroom_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    yield sa.engine.make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    admin.dispose()
 
 
 @pytest.fixture
@@ -26,11 +55,19 @@ def make_app(tmp_path):
         _pid, runner = app.extensions["darkroom.runner"]
         if runner is not None:
             runner.close()
+        with app.app_context():
+            app.session_interface.client.engine.dispose()
 
 
 @pytest.fixture
 def app(make_app):
     return make_app()
+
+
+@pytest.fixture
+def db_app(make_app, database_url):
+    """An app whose sessions live in each supported database in turn."""
+    return make_app(SQLALCHEMY_DATABASE_URI=database_url)
 
 
 @pytest.fixture

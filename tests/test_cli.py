@@ -7,7 +7,8 @@ from datetime import datetime, timedelta
 from conftest import upload
 
 
-def test_cleanup_deletes_expired_sessions_and_their_workspaces(app, runner):
+def test_cleanup_deletes_expired_sessions_and_their_workspaces(db_app):
+    app, runner = db_app, db_app.test_cli_runner()
     live, expired = app.test_client(), app.test_client()
     live_job = upload(live).get_json()
     upload(expired)
@@ -35,7 +36,8 @@ def test_cleanup_deletes_expired_sessions_and_their_workspaces(app, runner):
         assert app.session_interface.sql_session_model.query.count() == 1
 
 
-def test_cleanup_spares_recent_workspaces(app, runner):
+def test_cleanup_spares_recent_workspaces(db_app):
+    app, runner = db_app, db_app.test_cli_runner()
     orphan = os.path.join(app.config["DARKROOM_STORAGE_ROOT"], "ab" * 12)
     os.makedirs(orphan)
     assert "0 orphaned" in runner.invoke(args=["cleanup"]).output

@@ -70,7 +70,8 @@ def test_work_runs_in_a_child_process(client, caplog):
     assert re.search(r"status=ok .* exit=0 .* child_peak_rss_kb=\d+ runner=darkroom", line)
 
 
-def test_manifest_on_disk_matches_the_session(app, client):
+def test_manifest_on_disk_matches_the_session(db_app):
+    app, client = db_app, db_app.test_client()
     for _ in range(2):
         upload(client)
     jobs = session_jobs(client)

@@ -20,7 +20,8 @@ def test_multi_hands_the_child_write_back(client):
     assert "dict_items([('outside_function', 'outside'), ('inside_function', 'inside')])" in after
 
 
-def test_multi_value_persists_in_the_server_side_session(app, client):
+def test_multi_value_persists_in_the_server_side_session(db_app):
+    app, client = db_app, db_app.test_client()
     client.get("/multi")
     text = page_text(client.get("/multi"))
     initial = text.split("Session after function call")[0]

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from filelock import FileLock
 from flask import Flask, current_app, session
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import event
+from sqlalchemy import event, text
 
 import storage
 
@@ -52,6 +55,32 @@ def tune_sqlite(app: Flask, db: SQLAlchemy) -> None:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
+
+
+#: Arbitrary key of the PostgreSQL advisory lock taken while creating tables.
+SCHEMA_LOCK_KEY = 0x6461726B726F6F6D  # "darkroom"
+
+
+@contextmanager
+def schema_lock(app: Flask, db: SQLAlchemy) -> Iterator[None]:
+    """Let one starting process at a time create the sessions table.
+
+    Flask-Session checks for its table, then creates it: two gunicorn workers
+    booting together would both try, and the loser would fail to boot.
+    """
+    with app.app_context():
+        engine = db.engine
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": SCHEMA_LOCK_KEY})
+                conn.commit()
+    else:  # SQLite: every process is on this machine and shares the instance folder
+        with FileLock(os.path.join(app.instance_path, "schema.lock")):
+            yield
 
 
 def workspace_for(workspace_id: str) -> storage.Workspace:
