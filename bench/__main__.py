@@ -17,7 +17,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from bench.load import ROOT, Server, make_photo, overhead, run_load
+from bench.load import ROOT, Server, make_photo, overhead, run_load, summarize
 
 SIZES = [(4000, 3000), (4899, 3266), (5657, 3771), (6000, 4000)]  # 12, 16, 21, 24 MP
 
@@ -98,12 +98,16 @@ def main() -> None:
             # Warm-up: let every code path (and allocator) see one big job first.
             run_load(server.port, images, ops, args.clients, args.clients)
             rss_start = server.rss_kb()
-            load = run_load(server.port, images, ops, args.jobs, args.clients)
+            first_half = run_load(server.port, images, ops, args.jobs // 2, args.clients)
+            rss_mid = server.rss_kb()
+            second_half = run_load(server.port, images, ops, args.jobs - args.jobs // 2, args.clients)
             rss_end = server.rss_kb()
+            load = summarize(first_half, second_half)
             peaks = server.child_peaks_kb() if runner != "inline" else []
         row = {
             "server": server_kind, "runner": runner, "rss_start": rss_start / 1024, "rss_end": rss_end / 1024,
-            "growth": (rss_end - rss_start) / 1024, **load, **over,
+            "growth": (rss_end - rss_start) / 1024, "growth_2nd_half": (rss_end - rss_mid) / 1024,
+            **load, **over,
             "overhead_ms": over["tiny_ms"] - over["get_ms"],
             "child_peak": statistics.median(peaks) / 1024 if peaks else None,
         }
@@ -122,7 +126,8 @@ def main() -> None:
 
 def render(rows: list[dict], pipeline: dict[str, float], args: argparse.Namespace, host: str,
            seconds: float) -> str:
-    header = ("| server | runner | web RSS start MB | after MB | growth MB | jobs/s | median ms | p95 ms "
+    header = ("| server | runner | web RSS start MB | after MB | growth MB | growth in 2nd half MB | jobs/s "
+              "| median ms | p95 ms "
               "| tiny job ms | GET ms | isolation overhead ms | child peak RSS MB |")
     lines = [
         "# Benchmark results",
@@ -139,6 +144,7 @@ def render(rows: list[dict], pipeline: dict[str, float], args: argparse.Namespac
         peak = f"{r['child_peak']:.0f}" if r["child_peak"] else "–"
         lines.append(
             f"| {r['server']} | {r['runner']} | {r['rss_start']:.1f} | {r['rss_end']:.1f} | {r['growth']:+.1f} "
+            f"| {r['growth_2nd_half']:+.1f} "
             f"| {r['jobs_per_s']:.2f} | {r['median_ms']:.0f} | {r['p95_ms']:.0f} | {r['tiny_ms']:.1f} "
             f"| {r['get_ms']:.1f} | {r['overhead_ms']:.1f} | {peak} |"
         )

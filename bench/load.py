@@ -231,11 +231,20 @@ def run_load(port: int, images: list[bytes], ops: list[str], jobs: int, clients:
         t.start()
     for t in threads:
         t.join()
-    wall = time.perf_counter() - started
+    return {"latencies": latencies, "errors": errors, "wall": time.perf_counter() - started, "op_ms": op_ms}
+
+
+def summarize(*loads: dict) -> dict:
+    """Combine load results into throughput and latency figures."""
+    latencies = [ms for load in loads for ms in load["latencies"]]
+    op_ms: dict[str, list[float]] = {}
+    for load in loads:
+        for op, times in load["op_ms"].items():
+            op_ms.setdefault(op, []).extend(times)
     return {
         "ok": len(latencies),
-        "errors": errors,
-        "jobs_per_s": len(latencies) / wall,
+        "errors": [e for load in loads for e in load["errors"]],
+        "jobs_per_s": len(latencies) / sum(load["wall"] for load in loads),
         "median_ms": statistics.median(latencies) if latencies else float("nan"),
         "p95_ms": quantile(latencies, 0.95),
         "op_ms": {op: statistics.median(v) for op, v in op_ms.items()},

@@ -221,8 +221,9 @@ class WarmRunner(Runner):
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self._ctx = mp_context("forkserver")
-        self._lock = threading.Lock()
         self._ready: list[tuple[BaseProcess, Connection]] = []
+        self._changed = threading.Condition()
+        self._refiller: threading.Thread | None = None
         self._closed = False
 
     def _start_one(self) -> tuple[BaseProcess, Connection]:
@@ -232,24 +233,33 @@ class WarmRunner(Runner):
         child_end.close()
         return proc, parent_end
 
-    def _refill(self) -> None:
-        # Runs in a background thread: starting a child costs a few ms of the
-        # forkserver's time, none of the request's.
-        with self._lock:
-            while not self._closed and len(self._ready) < self.max_children:
-                self._ready.append(self._start_one())
+    def _refill_forever(self) -> None:
+        # One background thread keeps the waiting children topped up: starting
+        # one costs a few ms of the forkserver's time, none of a request's.
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: self._closed or len(self._ready) < self.max_children)
+                if self._closed:
+                    return
+            started = self._start_one()
+            with self._changed:
+                self._ready.append(started)
+
+    def _ensure_refiller(self) -> None:
+        if self._refiller is None:
+            self._refiller = threading.Thread(target=self._refill_forever, name="darkroom-refill", daemon=True)
+            self._refiller.start()
 
     def _take(self) -> tuple[BaseProcess, Connection]:
-        with self._lock:
+        with self._changed:
+            self._ensure_refiller()
             while self._ready:
                 proc, conn = self._ready.pop()
                 if proc.is_alive():
-                    break
+                    return proc, conn
                 conn.close()
                 proc.join()
-            else:
-                proc, conn = self._start_one()
-        return proc, conn
+        return self._start_one()  # none waiting: start one now (a cold start)
 
     def _run(self, spec: child.JobSpec) -> dict[str, Any]:
         proc, conn = self._take()
@@ -263,16 +273,22 @@ class WarmRunner(Runner):
             return collect(proc, conn, self.job_timeout)
         finally:
             # Replace the child only now, so starting it competes with no job for the CPU.
-            threading.Thread(target=self._refill, name="darkroom-refill", daemon=True).start()
+            with self._changed:
+                self._changed.notify()
 
     def warm_up(self) -> None:
         """Start the waiting children now rather than on the first job."""
-        self._refill()
+        with self._changed:
+            self._ensure_refiller()
+            self._changed.notify()
 
     def close(self) -> None:
-        with self._lock:
+        with self._changed:
             self._closed = True
             ready, self._ready = self._ready, []
+            self._changed.notify_all()
+        if self._refiller is not None:
+            self._refiller.join(10)
         for proc, conn in ready:
             conn.close()  # the child sees EOF and exits
             proc.join(5)
