@@ -1,9 +1,9 @@
 """The page in a real Chromium, driven by Playwright: what a person sees and does."""
 
-import io
 import os
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -60,8 +60,20 @@ def page(browser, live_server):
     context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=live_server,
                                   accept_downloads=True)
     page = context.new_page()
+    problems = []
+    page.on("console", lambda msg: msg.type == "error" and problems.append(msg.text))
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
     yield page
     context.close()
+    # No script error, no Content-Security-Policy violation, no missing file;
+    # the one error a test provokes on purpose is the 400 it asserts on.
+    assert [p for p in problems if "400 (BAD REQUEST)" not in p] == []
+
+
+def expect(locator):
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect(locator)
 
 
 def photo(tmp_path, size=(1600, 1200), name="holiday.jpg"):
@@ -75,6 +87,18 @@ def shot(page, name):
     page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
 
 
+def wait_until(page, script, timeout=30):
+    """Poll a JavaScript expression until it is true.
+
+    (Playwright's wait_for_function evaluates a string inside the page, which
+    the app's Content-Security-Policy rightly forbids.)
+    """
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(script):
+        assert time.monotonic() < deadline, f"timed out waiting for {script}"
+        time.sleep(0.05)
+
+
 def check_ops(page, wanted):
     for box in page.locator("input[name=ops]").all():
         box.set_checked(box.get_attribute("value") in wanted)
@@ -84,14 +108,14 @@ def test_upload_progress_gallery_download_and_clear(page, tmp_path):
     page.goto("/")
     assert page.get_by_text("No images yet").is_visible()
     page.set_input_files("#image", photo(tmp_path))
-    page.wait_for_function("document.querySelector('#preview-info').textContent.includes('1600×1200')")
+    expect(page.locator("#preview-info")).to_contain_text("1600×1200")
     assert page.locator("#preview").is_visible()
     check_ops(page, {"thumbnail", "grayscale", "slow", "sepia"})
 
     page.click("#submit")
     # While the child works: the button is disabled and the running op is shown.
     assert page.locator("#submit").is_disabled()
-    page.wait_for_function("document.querySelector('#progress-text').textContent.includes('Processing: slow')")
+    expect(page.locator("#progress-text")).to_contain_text("Processing: slow")
     assert page.locator("#progress-text").inner_text().startswith("Processing: slow (3 of 4 done)")
     shot(page, "desktop-progress")
 
@@ -101,7 +125,7 @@ def test_upload_progress_gallery_download_and_clear(page, tmp_path):
     assert images.count() == 5  # the original and four outputs
     for i in range(images.count()):
         images.nth(i).scroll_into_view_if_needed()
-    page.wait_for_function("[...document.querySelectorAll('article.job img')].every(i => i.complete && i.naturalWidth > 0)")
+    wait_until(page, "[...document.querySelectorAll('article.job img')].every(i => i.complete && i.naturalWidth > 0)")
     tiles = page.locator("article.job .tile-name").all_inner_texts()
     assert [t.lower() for t in tiles] == ["original", "thumbnail", "grayscale", "sepia", "slow"]
     assert "320×240" in page.locator("article.job .tile").nth(1).inner_text()
@@ -117,6 +141,24 @@ def test_upload_progress_gallery_download_and_clear(page, tmp_path):
     page.get_by_role("button", name="Yes, delete everything").click()
     page.wait_for_selector("text=All jobs cleared.")
     assert page.get_by_text("No images yet").is_visible()
+
+
+def test_drag_and_drop_selects_the_file(page):
+    page.goto("/")
+    transfer = page.evaluate_handle(
+        """bytes => {
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([new Uint8Array(bytes)], "dropped.jpg", {type: "image/jpeg"}));
+            return transfer;
+        }""",
+        list(image_bytes((640, 480))),
+    )
+    page.dispatch_event("#dropzone", "dragover", {"dataTransfer": transfer})
+    assert "dragover" in page.locator("#dropzone").get_attribute("class")
+    page.dispatch_event("#dropzone", "drop", {"dataTransfer": transfer})
+    expect(page.locator("#preview-info")).to_contain_text("dropped.jpg · 640×480 px")
+    page.click("#submit")
+    expect(page.locator("article.job h3")).to_have_text("dropped.jpg")
 
 
 def test_bad_file_shows_a_message_next_to_the_form(page, tmp_path):
@@ -182,6 +224,7 @@ def test_phone_width_is_readable_and_accessible(browser, live_server, tmp_path):
     page.set_input_files("#image", photo(tmp_path, (1200, 900)))
     page.click("#submit")
     page.wait_for_selector("article.job")
+    page.wait_for_load_state("load")  # the reloaded page's stylesheet is applied
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
     # Every control is labelled and every image has alt text.
     unlabelled = page.evaluate("""[...document.querySelectorAll('input, button')]

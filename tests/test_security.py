@@ -148,3 +148,14 @@ def test_sessions_survive_a_restart(tmp_path):
     second.set_cookie("session", cookie)
     text = second.get("/multi").get_data(as_text=True)
     assert "inside_function" in text.split("Session after function call")[0]
+
+
+def test_security_headers_on_pages_and_files(client):
+    job = upload(client).get_json()
+    for path in ("/", job["outputs"][0]["url"], "/api/session"):
+        headers = client.get(path).headers
+        assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+        assert "script-src 'self'" in headers["Content-Security-Policy"]
+        assert headers["X-Content-Type-Options"] == "nosniff"
+    image = client.get(job["outputs"][0]["url"])
+    assert sorted(image.headers["Cache-Control"].split(", ")) == ["max-age=3600", "private"]

@@ -25,4 +25,8 @@ def serve(job_id: str, filename: str):
         abort(404)
     # send_file rather than send_from_directory: resolve_file has already
     # checked the real path (symlinks included) stays inside the job directory.
-    return send_file(path, max_age=3600, download_name=f"{job_id}-{filename}")
+    response = send_file(path, max_age=3600, download_name=f"{job_id}-{filename}")
+    # A session's images are its own: browsers may keep them, shared caches not.
+    response.cache_control.public = False
+    response.cache_control.private = True
+    return response
