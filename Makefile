@@ -24,6 +24,7 @@ run: $(VENV)/.runtime
 	$(BIN)/flask --app app run --host $(HOST) --port $(PORT)
 
 test: $(VENV)/.dev
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 serve: $(VENV)/.runtime

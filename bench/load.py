@@ -216,7 +216,8 @@ def run_load(port: int, images: list[bytes], ops: list[str], jobs: int, clients:
                 i = next(counter, None)
             if i is None:
                 return
-            ms, (status, data) = timed(lambda: client.upload(images[i % len(images)], ops))
+            image = images[i % len(images)]
+            ms, (status, data) = timed(lambda: client.upload(image, ops))  # noqa: B023 (called at once)
             with lock:
                 if status != 201:
                     errors.append(f"{status} {data[:200]!r}")

@@ -2,19 +2,14 @@
 
 from .ops import DEFAULT_OPS, OPS, load_plugins
 from .pipeline import BadImage, TooManyPixels, extension, probe
-from .runner import (
-    Busy,
-    JobFailed,
-    JobTimedOut,
-    create_runner,
-    default_max_children,
-    mp_context,
-    raise_for_result,
-)
+from .processes import mp_context
+from .runner import Busy, JobFailed, JobTimedOut, Runner, raise_for_result
+from .strategies import create_runner, default_max_children
 
 __all__ = [
     "DEFAULT_OPS",
     "OPS",
+    "Runner",
     "BadImage",
     "Busy",
     "JobFailed",

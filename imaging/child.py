@@ -14,12 +14,11 @@ import tempfile
 import time
 from collections.abc import MutableMapping
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any
 
-from storage import Workspace, record_job, record_values, write_progress
-
 from PIL import Image
+
+from storage import Workspace, record_job, record_values, write_progress
 
 from .ops import load_plugins
 from .pipeline import BadImage, render

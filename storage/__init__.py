@@ -9,8 +9,15 @@ from .manifest import (
     record_job,
     record_values,
 )
-from .progress import running_jobs, write_progress
-from .workspace import LOCK_TYPES, NotFound, Workspace, WorkspaceError, is_valid_id, new_id
+from .progress import clear_progress, running_jobs, write_progress
+from .workspace import (
+    LOCK_TYPES,
+    NotFound,
+    Workspace,
+    WorkspaceError,
+    is_valid_id,
+    new_id,
+)
 
 __all__ = [
     "LOCK_TYPES",
@@ -18,6 +25,7 @@ __all__ = [
     "Workspace",
     "WorkspaceError",
     "clear_jobs",
+    "clear_progress",
     "discard_job",
     "edit_manifest",
     "find_job",

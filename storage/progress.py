@@ -15,6 +15,11 @@ def write_progress(ws: Workspace, job_id: str, **progress: Any) -> None:
     write_json_atomic(ws.job_dir(job_id) / PROGRESS_FILE, {"id": job_id, **progress}, durable=False)
 
 
+def clear_progress(ws: Workspace, job_id: str) -> None:
+    """Remove a finished job's progress note."""
+    (ws.job_dir(job_id) / PROGRESS_FILE).unlink(missing_ok=True)
+
+
 def running_jobs(ws: Workspace, manifest: Manifest) -> list[dict[str, Any]]:
     """Return the progress notes of jobs that have a directory but no manifest entry yet."""
     if not ws.path.is_dir():

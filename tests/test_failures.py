@@ -139,7 +139,9 @@ def test_unknown_op_names_the_allowed_ops(app, client):
     assert_state(app, client, [])
 
 
-@pytest.mark.parametrize("name", ["../../../../etc/passwd.jpg", "/etc/passwd.jpg", "a\x00b\t\x1b[31m\x7f.jpg", "..\\..\\win.jpg"])
+@pytest.mark.parametrize(
+    "name", ["../../../../etc/passwd.jpg", "/etc/passwd.jpg", "a\x00b\t\x1b[31m\x7f.jpg", "..\\..\\win.jpg"]
+)
 def test_client_file_name_is_never_a_path(app, client, tmp_path, name):
     job = upload(client, name=name).get_json()
     assert job["source"]["url"].endswith("/source.jpg")

@@ -72,7 +72,7 @@ def test_children_go_when_their_worker_is_recycled_or_stopped(database_url):
     with Server("gunicorn", workers=2, database_url=database_url, env=env) as server:
         client = Client(server.port)
         seen = set()
-        for i in range(10):
+        for _ in range(10):
             status, _ = client.upload(image_bytes((200, 150)), ["invert"])
             assert status == 201
             seen |= descendants(server.proc.pid)

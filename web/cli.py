@@ -61,7 +61,9 @@ def delete_orphaned_workspaces(grace_seconds: float) -> int:
 
 @click.command("cleanup")
 @with_appcontext
-@click.option("--grace", default=3600.0, show_default=True, help="Spare workspaces changed this many seconds ago or less.")
+@click.option(
+    "--grace", default=3600.0, show_default=True, help="Spare workspaces changed this many seconds ago or less."
+)
 def cleanup_command(grace: float) -> None:
     """Delete expired sessions and the workspaces that belong to no live session."""
     sessions = delete_expired_sessions()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import (
@@ -39,7 +39,7 @@ def init_runner(app: Flask) -> None:
     app.extensions[RUNNER_KEY] = (None, None)
 
 
-def get_runner() -> imaging.runner.Runner:
+def get_runner() -> imaging.Runner:
     """Return this process's runner, creating it on first use.
 
     Created per process id: a pre-fork server (gunicorn) imports the app in
@@ -141,7 +141,7 @@ def create():
         "job_id": job_id,
         "ops": ops,
         "source": source,
-        "created": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+        "created": datetime.now(UTC).isoformat(timespec="milliseconds"),
         "started": started,
         "max_pixels": current_app.config["DARKROOM_MAX_PIXELS"],
         "memory_limit_mb": current_app.config["DARKROOM_CHILD_MEMORY_MB"],
@@ -158,7 +158,7 @@ def create():
     except BaseException:
         storage.discard_job(ws, job_id)
         raise
-    (ws.job_dir(job_id) / storage.progress.PROGRESS_FILE).unlink(missing_ok=True)
+    storage.clear_progress(ws, job_id)
     sync_jobs(manifest)
     if wants_json():
         return jsonify(job_json(job)), 201

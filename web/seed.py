@@ -6,7 +6,7 @@ from flask import Blueprint, current_app, render_template, session
 
 import storage
 from imaging import JobFailed, child, mp_context
-from imaging.runner import describe_exit
+from imaging.processes import describe_exit
 
 from .sessions import current_workspace
 
