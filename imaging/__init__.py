@@ -4,7 +4,7 @@ from .ops import DEFAULT_OPS, OPS, load_plugins
 from .pipeline import BadImage, TooManyPixels, extension, probe
 from .processes import mp_context
 from .runner import Busy, JobFailed, JobTimedOut, Runner, raise_for_result
-from .strategies import create_runner, default_max_children
+from .strategies import check_runner, create_runner, default_max_children
 
 __all__ = [
     "DEFAULT_OPS",
@@ -15,6 +15,7 @@ __all__ = [
     "JobFailed",
     "JobTimedOut",
     "TooManyPixels",
+    "check_runner",
     "create_runner",
     "default_max_children",
     "extension",

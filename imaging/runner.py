@@ -95,5 +95,8 @@ class Runner:
     def _run(self, spec: child.JobSpec) -> dict[str, Any]:
         raise NotImplementedError
 
+    def warm_up(self) -> None:
+        """Get ready for the first job (start children ahead of time, if the runner keeps any)."""
+
     def close(self) -> None:
         """Stop any children kept waiting."""

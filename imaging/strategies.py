@@ -153,13 +153,16 @@ RUNNERS: dict[str, type[Runner]] = {
 }
 
 
+def check_runner(kind: str) -> None:
+    """Raise ValueError unless ``kind`` names one of :data:`RUNNERS`."""
+    if kind not in RUNNERS:
+        raise ValueError(f"DARKROOM_RUNNER must be one of {sorted(RUNNERS)}, not {kind!r}")
+
+
 def create_runner(kind: str, max_children: int, queue_timeout: float, job_timeout: float) -> Runner:
     """Return the runner named ``kind`` (one of :data:`RUNNERS`)."""
-    try:
-        cls = RUNNERS[kind]
-    except KeyError:
-        raise ValueError(f"DARKROOM_RUNNER must be one of {sorted(RUNNERS)}, not {kind!r}") from None
-    return cls(max_children, queue_timeout, job_timeout)
+    check_runner(kind)
+    return RUNNERS[kind](max_children, queue_timeout, job_timeout)
 
 
 def default_max_children() -> int:

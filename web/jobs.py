@@ -35,7 +35,7 @@ RUNNER_KEY = "darkroom.runner"
 
 def init_runner(app: Flask) -> None:
     """Validate the runner config now; the runner itself starts lazily in each process."""
-    imaging.create_runner(app.config["DARKROOM_RUNNER"], 1, 0, 0).close()
+    imaging.check_runner(app.config["DARKROOM_RUNNER"])
     app.extensions[RUNNER_KEY] = (None, None)
 
 
@@ -55,6 +55,7 @@ def get_runner() -> imaging.Runner:
             config["DARKROOM_JOB_TIMEOUT"],
         )
         current_app.extensions[RUNNER_KEY] = (os.getpid(), runner)
+        runner.warm_up()
     return runner
 
 
