@@ -138,3 +138,21 @@ def test_jobs_are_listed_oldest_first_and_shown_newest_first(client):
 
 def test_progress_is_empty_when_nothing_runs(client):
     assert client.get("/api/progress").get_json() == {"running": []}
+
+
+@pytest.mark.parametrize("runner", ["darkroom", "spawn", "pool", "inline"])
+def test_every_runner_produces_the_same_job(make_app, runner, caplog):
+    client = make_app(DARKROOM_RUNNER=runner).test_client()
+    with caplog.at_level(logging.INFO, logger="darkroom.jobs"):
+        response = upload(client, image_bytes((500, 400)), ops=["thumbnail", "invert"])
+    assert response.status_code == 201
+    job = response.get_json()
+    sizes = [(o["op"], o["width"], o["height"]) for o in job["outputs"]]
+    assert sizes == [("thumbnail", 320, 256), ("invert", 500, 400)]
+    assert session_jobs(client) == [job]
+    assert f"runner={runner}" in caplog.text
+
+
+def test_unknown_runner_is_refused_at_start(make_app):
+    with pytest.raises(ValueError, match="DARKROOM_RUNNER must be one of"):
+        make_app(DARKROOM_RUNNER="threads")
