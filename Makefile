@@ -5,6 +5,11 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 5000
 
+# The web process does no pixel work; letting its threads share two malloc
+# arenas (instead of up to 8 per core) keeps its RSS flat under concurrent
+# requests. Children are single-threaded and unaffected. See bench/RESULTS.md.
+export MALLOC_ARENA_MAX ?= 2
+
 .PHONY: run test serve bench cleanup clean
 
 $(BIN)/python:
@@ -31,7 +36,7 @@ serve: $(VENV)/.runtime
 	$(BIN)/gunicorn --config gunicorn.conf.py "app:create_app()"
 
 bench: $(VENV)/.dev
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench --write
 
 cleanup: $(VENV)/.runtime
 	$(BIN)/flask --app app cleanup
