@@ -202,10 +202,16 @@ NOTES = """
   the ratchet), so its next job finds its ~100 MB of pixel buffers already
   mapped. Every darkroom child starts with none and the kernel must hand it
   fresh, zeroed pages; that, the fork and the child's exit are the darkroom
-  row's extra CPU per job. The children's malloc uses transparent huge pages
-  (`glibc.malloc.hugetlb=1`, set for the forkserver only), which cuts that
-  cost by about a quarter; the web process, `inline` included, runs with the
-  default malloc settings.
+  row's extra CPU per job. Measured under gunicorn with 120 jobs (CPU time
+  from /proc): `inline` spent 121–127 ms of CPU per job in its web process;
+  `darkroom` spent 22 ms in the web process (the upload, the same as inline's
+  share), 121–125 ms in the children and 2 ms in the forkserver. So the
+  pipeline costs ~20 ms more in a fresh process than in a warm one; with both
+  cores saturated that is the whole throughput gap, and it is the price of
+  giving the memory back. Darkroom's children use transparent huge pages
+  (`glibc.malloc.hugetlb=1`, set for the forkserver), which makes a job in a
+  fresh process about a quarter faster; the benchmark starts every server,
+  `inline` included, with the same setting, so every row's pixel work gets it.
 - **Malloc arenas**: `make` runs every server with `MALLOC_ARENA_MAX=2` (the
   header above says what this run used). Without it glibc gives each busy
   thread an arena of its own, and the darkroom web process grew by about

@@ -23,6 +23,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from imaging.processes import CHILD_GLIBC_TUNABLES
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
@@ -107,6 +109,9 @@ class Server:
             "DARKROOM_WORKERS": str(self.workers),
             "DARKROOM_THREADS": str(self.threads),
             "DARKROOM_ACCESS_LOG": "/dev/null",
+            # The malloc setting darkroom gives its children, given to every
+            # server here, so that every runner's pixel work gets the same.
+            "GLIBC_TUNABLES": CHILD_GLIBC_TUNABLES,
             **self.env,
         }
         if self.kind == "flask":
