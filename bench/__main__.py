@@ -210,8 +210,11 @@ NOTES = """
   cores saturated that is the whole throughput gap, and it is the price of
   giving the memory back. Darkroom's children use transparent huge pages
   (`glibc.malloc.hugetlb=1`, set for the forkserver), which makes a job in a
-  fresh process about a quarter faster; the benchmark starts every server,
-  `inline` included, with the same setting, so every row's pixel work gets it.
+  fresh process about a quarter faster. The benchmark starts the `inline`
+  servers with the same setting, so the anchor's pixel work gets it too; the
+  other web processes run with glibc's defaults, as `make run` and `make serve`
+  start them (huge pages in a web process that does no pixel work only round
+  its RSS up).
 - **Malloc arenas**: `make` runs every server with `MALLOC_ARENA_MAX=2` (the
   header above says what this run used). Without it glibc gives each busy
   thread an arena of its own, and the darkroom web process grew by about

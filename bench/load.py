@@ -109,11 +109,12 @@ class Server:
             "DARKROOM_WORKERS": str(self.workers),
             "DARKROOM_THREADS": str(self.threads),
             "DARKROOM_ACCESS_LOG": "/dev/null",
-            # The malloc setting darkroom gives its children, given to every
-            # server here, so that every runner's pixel work gets the same.
-            "GLIBC_TUNABLES": CHILD_GLIBC_TUNABLES,
             **self.env,
         }
+        if self.runner == "inline":
+            # The inline web process does the pixel work itself: give it the
+            # malloc setting darkroom gives its children, for a fair anchor.
+            env["GLIBC_TUNABLES"] = CHILD_GLIBC_TUNABLES
         if self.kind == "flask":
             cmd = [BIN / "flask", "--app", "app", "run", "--port", str(self.port), "--no-reload", "--no-debugger"]
         else:
