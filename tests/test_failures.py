@@ -258,6 +258,8 @@ def test_every_json_error_has_the_error_shape(make_app, status):
     body = response.get_json()
     assert set(body) == {"error"} and body["error"]
     assert "secret detail" not in body["error"]
+    if status == 413:
+        assert body["error"] == "The upload is larger than the limit of 1 kB."
 
 
 def test_html_errors_are_pages_not_tracebacks(client):

@@ -20,7 +20,7 @@ import storage
 MESSAGES = {
     404: "Nothing here: this address does not exist, or belongs to another session.",
     405: "This address does not accept {method} requests.",
-    413: "The upload is larger than the limit of {limit} MB.",
+    413: "The upload is larger than the limit of {limit}.",
     500: "Something went wrong on the server. Nothing was saved; please try again.",
 }
 
@@ -54,8 +54,9 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
 def _http_error(exc: HTTPException):
     template = MESSAGES.get(exc.code or 500)
     if template and (exc.description == type(exc).description or exc.code in (413, 500)):
-        limit = (current_app.config["MAX_CONTENT_LENGTH"] or 0) // (1024 * 1024)
-        message = template.format(method=request.method, limit=limit)
+        limit = current_app.config["MAX_CONTENT_LENGTH"] or 0
+        size = f"{limit / 1024**2:.0f} MB" if limit >= 1024**2 else f"{limit / 1024:.0f} kB"
+        message = template.format(method=request.method, limit=size)
     else:
         message = exc.description or exc.name
     return error_response(exc.code or 500, message)
