@@ -6,6 +6,7 @@ import concurrent.futures
 import os
 import threading
 from multiprocessing.connection import Connection
+from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
 from typing import Any
 
@@ -74,15 +75,25 @@ class WarmRunner(Runner):
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
-        self._ctx = mp_context("forkserver")
+        self._ctx: BaseContext | None = None
+        self._ctx_lock = threading.Lock()
         self._ready: list[tuple[BaseProcess, Connection]] = []
         self._changed = threading.Condition()
         self._refiller: threading.Thread | None = None
         self._closed = False
 
+    def _context(self) -> BaseContext:
+        # Created on first use (usually in the refill thread), because the
+        # first call starts the forkserver, which takes a moment.
+        with self._ctx_lock:
+            if self._ctx is None:
+                self._ctx = mp_context("forkserver")
+            return self._ctx
+
     def _start_one(self) -> tuple[BaseProcess, Connection]:
-        parent_end, child_end = self._ctx.Pipe()
-        proc = self._ctx.Process(target=child.warm_main, args=(child_end,), daemon=True)
+        ctx = self._context()
+        parent_end, child_end = ctx.Pipe()
+        proc = ctx.Process(target=child.warm_main, args=(child_end,), daemon=True)
         proc.start()
         child_end.close()
         return proc, parent_end

@@ -77,7 +77,7 @@
           bar.value = job.done;
           text.textContent = job.op
             ? "Processing: " + job.op + " (" + job.done + " of " + job.total + " done)"
-            : job.done === job.total ? "Saving results…" : "Starting…";
+            : "Starting…";
         }
       } catch (err) { /* a missed poll is harmless; the next one catches up */ }
       await new Promise(function (resolve) { setTimeout(resolve, 250); });

@@ -121,6 +121,7 @@ def accept_upload(ws: storage.Workspace, job_id: str) -> dict[str, Any]:
 @bp.get("/")
 def index():
     """Show the upload form and the session's gallery, newest job first."""
+    get_runner()  # a visitor is about to upload: have children waiting by then
     manifest = storage.load_manifest(current_workspace())
     jobs = [job_json(j) for j in reversed(sync_jobs(manifest))]
     return render_template(
