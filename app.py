@@ -11,7 +11,7 @@ from flask_session import Session
 from flask_sqlalchemy import SQLAlchemy
 
 import imaging
-from web import cli, errors, files, jobs, security, seed, sessions
+from web import cli, errors, files, jobs, security, seed, sessions, uploads
 
 
 def create_app(test_config: dict | None = None, instance_path: str | None = None) -> Flask:
@@ -61,6 +61,7 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
         job_log.setLevel(logging.INFO)
     imaging.load_plugins(app.config["DARKROOM_PLUGINS"])
     jobs.init_runner(app)
+    uploads.init_app(app)
     security.init_app(app)
     errors.init_app(app)
     cli.init_app(app)

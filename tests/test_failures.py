@@ -21,7 +21,9 @@ def workspace_of(app, client):
 
 
 def assert_state(app, client, job_ids):
-    """The manifest, the session and the job directories all list exactly job_ids."""
+    """The manifest, the session and the job directories all list exactly job_ids; no upload is left over."""
+    uploads = os.path.join(app.config["DARKROOM_STORAGE_ROOT"], ".uploads")
+    assert not os.path.isdir(uploads) or os.listdir(uploads) == []
     assert [j["id"] for j in client.get("/api/session").get_json()["jobs"]] == job_ids
     with client.session_transaction() as sess:
         assert [j["id"] for j in sess.get("jobs", [])] == job_ids

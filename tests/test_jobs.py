@@ -90,14 +90,14 @@ def test_manifest_on_disk_matches_the_session(db_app):
 
 def test_clear_deletes_files_and_jobs(app, client):
     job = upload(client).get_json()
-    ws_root = app.config["DARKROOM_STORAGE_ROOT"]
-    [workspace_dir] = [d for d in os.scandir(ws_root) if d.is_dir()]
-    assert os.path.isdir(os.path.join(workspace_dir.path, job["id"]))
+    with client.session_transaction() as sess:
+        workspace_dir = os.path.join(app.config["DARKROOM_STORAGE_ROOT"], sess["_workspace"])
+    assert os.path.isdir(os.path.join(workspace_dir, job["id"]))
     response = client.post("/session/clear", headers={"Accept": "application/json"})
     assert response.status_code == 200
     assert response.get_json() == {"jobs": []}
     assert session_jobs(client) == []
-    assert not os.path.exists(os.path.join(workspace_dir.path, job["id"]))
+    assert not os.path.exists(os.path.join(workspace_dir, job["id"]))
     assert client.get(job["outputs"][0]["url"]).status_code == 404
 
 

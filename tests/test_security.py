@@ -6,6 +6,7 @@ import stat
 import pytest
 from conftest import upload
 
+import storage
 from app import create_app
 
 
@@ -121,8 +122,9 @@ def test_session_cookie_is_secure_when_configured(make_app):
 def test_session_id_is_not_the_workspace_name(app, client):
     upload(client)
     cookie = client.get_cookie("session").value
-    names = os.listdir(app.config["DARKROOM_STORAGE_ROOT"])
-    assert names and not any(cookie in name or name.split(".")[0] in cookie for name in names)
+    names = [n.removesuffix(".lock") for n in os.listdir(app.config["DARKROOM_STORAGE_ROOT"])]
+    workspaces = [n for n in names if storage.is_valid_id(n)]
+    assert workspaces and not any(cookie in name or name in cookie for name in workspaces)
 
 
 def test_secret_key_is_generated_once_with_mode_0600(tmp_path):

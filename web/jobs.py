@@ -26,6 +26,7 @@ import storage
 
 from .errors import wants_json
 from .sessions import current_workspace, sync_jobs
+from .uploads import keep_upload
 
 bp = Blueprint("jobs", __name__)
 
@@ -105,7 +106,7 @@ def accept_upload(ws: storage.Workspace, job_id: str) -> dict[str, Any]:
     job_dir = ws.create_job_dir(job_id)
     try:
         path = job_dir / "upload"
-        upload.save(path)  # copies in chunks from Werkzeug's spooled temp file
+        keep_upload(upload, path)
         size = path.stat().st_size
         if size == 0:
             raise imaging.BadImage("The uploaded file is empty.")
