@@ -27,7 +27,7 @@ def test_cleanup_deletes_expired_sessions_and_their_workspaces(db_app):
 
     result = runner.invoke(args=["cleanup"])
     assert result.exit_code == 0, result.output
-    assert "Deleted 1 expired sessions and 1 orphaned workspaces." in result.output
+    assert "Deleted 1 expired sessions, 1 orphaned workspaces and 0 stale uploads." in result.output
     assert not os.path.exists(os.path.join(root, expired_ws))
     assert not os.path.exists(os.path.join(root, expired_ws + ".lock"))
     assert os.path.isdir(os.path.join(root, live_ws))
@@ -44,3 +44,17 @@ def test_cleanup_spares_recent_workspaces(db_app):
     assert os.path.isdir(orphan)
     assert "1 orphaned" in runner.invoke(args=["cleanup", "--grace", "0"]).output
     assert not os.path.exists(orphan)
+
+
+def test_cleanup_deletes_stale_uploads(db_app):
+    app, runner = db_app, db_app.test_cli_runner()
+    uploads = os.path.join(app.config["DARKROOM_STORAGE_ROOT"], ".uploads")
+    os.makedirs(uploads)
+    stale, fresh = os.path.join(uploads, "upload-stale"), os.path.join(uploads, "upload-fresh")
+    for path in (stale, fresh):
+        with open(path, "wb") as f:
+            f.write(b"half an upload")
+    old = time.time() - 7200
+    os.utime(stale, (old, old))
+    assert "1 stale uploads" in runner.invoke(args=["cleanup"]).output
+    assert not os.path.exists(stale) and os.path.exists(fresh)

@@ -13,6 +13,7 @@ from flask.cli import with_appcontext
 import storage
 
 from .sessions import WORKSPACE_KEY, workspace_for
+from .uploads import UPLOADS_DIR
 
 
 def delete_expired_sessions() -> int:
@@ -59,6 +60,16 @@ def delete_orphaned_workspaces(grace_seconds: float) -> int:
     return deleted
 
 
+def delete_stale_uploads(grace_seconds: float) -> int:
+    """Delete uploads left behind by requests that died mid-way (older than the grace period)."""
+    directory = Path(current_app.config["DARKROOM_STORAGE_ROOT"]) / UPLOADS_DIR
+    cutoff = time.time() - grace_seconds
+    stale = [p for p in directory.glob("upload-*") if p.stat().st_mtime <= cutoff] if directory.is_dir() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return len(stale)
+
+
 @click.command("cleanup")
 @with_appcontext
 @click.option(
@@ -68,7 +79,10 @@ def cleanup_command(grace: float) -> None:
     """Delete expired sessions and the workspaces that belong to no live session."""
     sessions = delete_expired_sessions()
     workspaces = delete_orphaned_workspaces(grace)
-    click.echo(f"Deleted {sessions} expired sessions and {workspaces} orphaned workspaces.")
+    uploads = delete_stale_uploads(grace)
+    click.echo(
+        f"Deleted {sessions} expired sessions, {workspaces} orphaned workspaces and {uploads} stale uploads."
+    )
 
 
 def init_app(app: Flask) -> None:
