@@ -216,15 +216,17 @@ NOTES = """
   start them (huge pages in a web process that does no pixel work only round
   its RSS up).
 - **Malloc arenas**: `make` runs every server with `MALLOC_ARENA_MAX=2` (the
-  header above says what this run used). Without it glibc gives each busy
-  thread an arena of its own, and the darkroom web process grew by about
-  3 MB over the first 100 jobs while it created them; with it, it stays
-  within a fraction of a megabyte. The `inline` rows run with the same setting.
+  header above says what this run used); the `inline` rows get the same.
+  Without it glibc gives each busy thread an arena of its own: on the dev
+  server, which starts a thread per request, the darkroom web process then
+  grew by 3–5 MB; with it, runs here measured +1.2 to +2.9 MB.
 - **Growth in the second half** shows the slope after the first 100 jobs: the
-  `inline` web process keeps growing, the darkroom one does not. What the
-  darkroom web process gains at first is Python's own working set (sessions and
-  manifests grow with every job, and `re` caches the regular expression
-  Werkzeug compiles for each upload's multipart boundary, up to 512 of them).
+  `inline` web process keeps growing (by tens to hundreds of MB), the darkroom
+  one by under a megabyte. What the darkroom web process gains over a run is
+  Python's own working set, which varies by a megabyte or two from run to run:
+  sessions and manifests grow with every job, and `re` caches the regular
+  expression Werkzeug compiles for each upload's multipart boundary, up to 512
+  of them (about 1 MB).
 """
 
 
