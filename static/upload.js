@@ -36,6 +36,7 @@
     if (previewImg.src) URL.revokeObjectURL(previewImg.src);
     if (!file) { preview.hidden = true; return; }
     messages.replaceChildren();
+    previewImg.hidden = false;
     previewImg.src = URL.createObjectURL(file);
     previewInfo.textContent = file.name + " · " + size(file.size);
     previewImg.onload = function () {
@@ -43,6 +44,7 @@
         previewImg.naturalHeight + " px · " + size(file.size);
     };
     previewImg.onerror = function () {
+      previewImg.hidden = true;  // not an image the browser can show; the server will say more
       previewInfo.textContent = file.name + " · " + size(file.size) + " (no preview)";
     };
     preview.hidden = false;
