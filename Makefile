@@ -18,11 +18,13 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.runtime: requirements.txt | $(BIN)/python
-	$(BIN)/pip install -q -r requirements.txt
+	@echo "Installing Darkroom's dependencies into $(VENV) (first run only)..."
+	$(BIN)/pip install --disable-pip-version-check -r requirements.txt
 	@touch $@
 
 $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
-	$(BIN)/pip install -q -r requirements-dev.txt
+	@echo "Installing Darkroom's test dependencies into $(VENV) (first run only)..."
+	$(BIN)/pip install --disable-pip-version-check -r requirements-dev.txt
 	@touch $@ $(VENV)/.runtime
 
 run: $(VENV)/.runtime
