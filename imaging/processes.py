@@ -40,21 +40,27 @@ def main_imports() -> list[str]:
 CHILD_GLIBC_TUNABLES = "glibc.malloc.hugetlb=1"
 
 _forkserver_lock = threading.Lock()
+_forkserver_started_by: int | None = None  # pid of the process that started it
 
 
 def mp_context(method: str = "forkserver") -> BaseContext:
     """Return a multiprocessing context that never forks the threaded web process."""
     ctx = multiprocessing.get_context(method)
     if method == "forkserver":
-        ctx.set_forkserver_preload(PRELOAD + main_imports())
-        _start_forkserver()
+        _start_forkserver(ctx)
     return ctx
 
 
-def _start_forkserver() -> None:
-    # The tunables are read when a program starts, so they must be in the
-    # environment the forkserver is executed with; the web process keeps its own.
+def _start_forkserver(ctx: BaseContext) -> None:
+    # Once per process: later calls (every /multi request, say) must not touch
+    # os.environ again while other threads run.
+    global _forkserver_started_by
     with _forkserver_lock:
+        if _forkserver_started_by == os.getpid():
+            return
+        ctx.set_forkserver_preload(PRELOAD + main_imports())
+        # The tunables are read when a program starts, so they must be in the
+        # environment the forkserver is executed with; the web process keeps its own.
         before = os.environ.get("GLIBC_TUNABLES")
         os.environ["GLIBC_TUNABLES"] = ":".join(filter(None, [before, CHILD_GLIBC_TUNABLES]))
         try:
@@ -64,6 +70,7 @@ def _start_forkserver() -> None:
                 del os.environ["GLIBC_TUNABLES"]
             else:
                 os.environ["GLIBC_TUNABLES"] = before
+        _forkserver_started_by = os.getpid()
 
 
 def describe_exit(exitcode: int | None) -> str:
