@@ -73,10 +73,10 @@ def delete_stale_uploads(grace_seconds: float) -> int:
 @click.command("cleanup")
 @with_appcontext
 @click.option(
-    "--grace", default=3600.0, show_default=True, help="Spare workspaces changed this many seconds ago or less."
+    "--grace", default=3600.0, show_default=True, help="Spare anything changed this many seconds ago or less."
 )
 def cleanup_command(grace: float) -> None:
-    """Delete expired sessions and the workspaces that belong to no live session."""
+    """Delete expired sessions, the workspaces no live session names, and stale uploads."""
     sessions = delete_expired_sessions()
     workspaces = delete_orphaned_workspaces(grace)
     uploads = delete_stale_uploads(grace)
