@@ -11,11 +11,16 @@ from flask_session import Session
 from flask_sqlalchemy import SQLAlchemy
 
 import imaging
-from web import cli, errors, files, jobs, security, seed, sessions, uploads
+from web import cli, errors, files, jobs, limits, security, seed, sessions, uploads
 
 
 def create_app(test_config: dict | None = None, instance_path: str | None = None) -> Flask:
-    """Create and configure the Darkroom app."""
+    """Create and configure the Darkroom app.
+
+    The instance folder is ``instance/`` beside this file unless ``instance_path``
+    or the ``DARKROOM_INSTANCE_PATH`` environment variable names another.
+    """
+    instance_path = instance_path or os.environ.get("DARKROOM_INSTANCE_PATH") or None
     app = Flask(__name__, instance_path=instance_path, instance_relative_config=True)
     app.config.from_mapping(
         SECRET_KEY=None,
@@ -23,7 +28,8 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
         MAX_CONTENT_LENGTH=40 * 1024 * 1024,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_SECURE=False,
+        # None: Secure exactly when PREFERRED_URL_SCHEME is "https" (web/security.py).
+        SESSION_COOKIE_SECURE=None,
         PERMANENT_SESSION_LIFETIME=7 * 24 * 3600,
         # Read-only requests must not write a stale copy of the session back.
         SESSION_REFRESH_EACH_REQUEST=False,
@@ -36,6 +42,14 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
         DARKROOM_CHILD_MEMORY_MB=2048,
         DARKROOM_MAX_PIXELS=60_000_000,
         DARKROOM_PLUGINS=[],
+        DARKROOM_PROXY_HOPS=0,
+        DARKROOM_TRUSTED_ORIGINS=[],
+        DARKROOM_CLIENT_LIMITS=True,
+        DARKROOM_CLIENT_JOB_RATE="60 per minute; 600 per hour",
+        DARKROOM_CLIENT_BYTES_PER_HOUR=1024**3,
+        DARKROOM_SESSION_QUOTA_MB=1024,
+        DARKROOM_MIN_FREE_MB=512,
+        RATELIMIT_STORAGE_URI="memory://",
     )
     app.config.from_pyfile("config.py", silent=True)
     app.config.from_prefixed_env()
@@ -67,4 +81,5 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     cli.init_app(app)
     for bp in (seed.bp, jobs.bp, files.bp):
         app.register_blueprint(bp)
+    limits.init_app(app)  # wraps registered views
     return app

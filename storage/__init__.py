@@ -8,6 +8,7 @@ from .manifest import (
     load_manifest,
     record_job,
     record_values,
+    stored_bytes,
 )
 from .progress import clear_progress, running_jobs, write_progress
 from .workspace import (
@@ -35,5 +36,6 @@ __all__ = [
     "record_job",
     "record_values",
     "running_jobs",
+    "stored_bytes",
     "write_progress",
 ]

@@ -127,6 +127,14 @@ def clear_jobs(ws: Workspace) -> None:
         ws.remove_job_dir(job_id)
 
 
+def stored_bytes(manifest: Manifest) -> int:
+    """Return the bytes a workspace's finished jobs keep on disk (sources and outputs)."""
+    return sum(
+        job["source"].get("bytes", 0) + sum(o.get("bytes", 0) for o in job["outputs"])
+        for job in manifest["jobs"]
+    )
+
+
 def find_job(manifest: Manifest, job_id: str) -> dict[str, Any] | None:
     """Return the job with this id from a loaded manifest, or None."""
     return next((j for j in manifest["jobs"] if j["id"] == job_id), None)

@@ -117,6 +117,7 @@ def test_missing_file_field(app, client):
 
 
 def test_missing_file_from_the_form_flashes(client):
+    client.get("/")  # the page a browser posts the form from
     response = client.post("/jobs", data={"ops": "blur"})
     assert response.status_code == 303
     assert "Choose an image file to upload." in client.get("/").get_data(as_text=True)
@@ -199,6 +200,7 @@ def test_child_past_its_time_limit_is_killed_with_504(make_app):
 
 def test_fault_from_the_form_is_flashed(make_app):
     client = make_app().test_client()
+    client.get("/")
     response = upload(client, ops=["explode"], json=False)
     assert response.status_code == 303
     assert "Processing failed inside the image worker" in client.get("/").get_data(as_text=True)

@@ -10,12 +10,16 @@ from flask import (
     redirect,
     render_template,
     request,
+    session,
     url_for,
 )
+from flask_limiter import RateLimitExceeded
 from werkzeug.exceptions import HTTPException
 
 import imaging
 import storage
+
+from .limits import megabytes, retry_after
 
 MESSAGES = {
     404: "Nothing here: this address does not exist, or belongs to another session.",
@@ -33,13 +37,19 @@ def wants_json() -> bool:
     return best == "application/json"
 
 
+def has_session() -> bool:
+    """Whether the request's session holds anything (a client without one has an empty session)."""
+    return bool(session)
+
+
 def error_response(status: int, message: str, headers: dict[str, str] | None = None):
     """Answer an error as JSON, as a flash message on the form, or as an error page."""
     if wants_json():
         response = jsonify(error=message)
-    elif request.method == "POST" and status != 403:
+    elif request.method == "POST" and status != 403 and has_session():
         # A form post: show the message next to the form, keep the gallery.
-        # (A refused cross-site post gets a plain 403 page: it writes no flash.)
+        # A refused cross-site post, or one from a client that has no session
+        # yet, gets a plain error page: it must not write a session row.
         flash(message, "error")
         return redirect(url_for("jobs.index"), 303)
     else:
@@ -55,11 +65,16 @@ def _http_error(exc: HTTPException):
     template = MESSAGES.get(exc.code or 500)
     if template and (exc.description == type(exc).description or exc.code in (413, 500)):
         limit = current_app.config["MAX_CONTENT_LENGTH"] or 0
-        size = f"{limit / 1024**2:.0f} MB" if limit >= 1024**2 else f"{limit / 1024:.0f} kB"
-        message = template.format(method=request.method, limit=size)
+        message = template.format(method=request.method, limit=megabytes(limit))
     else:
         message = exc.description or exc.name
     return error_response(exc.code or 500, message)
+
+
+def _too_many(exc: RateLimitExceeded):
+    seconds = retry_after(current_app)
+    wait = f"{seconds} s" if seconds < 120 else f"{round(seconds / 60)} minutes"
+    return error_response(429, f"{exc.description} Please try again in {wait}.", {"Retry-After": str(seconds)})
 
 
 def _unexpected(exc: Exception):
@@ -70,6 +85,7 @@ def _unexpected(exc: Exception):
 def init_app(app: Flask) -> None:
     """Register the error handlers: imaging/storage exceptions map to HTTP here only."""
     app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(RateLimitExceeded, _too_many)
     app.register_error_handler(imaging.BadImage, lambda e: error_response(400, str(e)))
     app.register_error_handler(
         imaging.Busy,

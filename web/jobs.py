@@ -14,6 +14,7 @@ from flask import (
     abort,
     current_app,
     flash,
+    g,
     jsonify,
     redirect,
     render_template,
@@ -25,7 +26,8 @@ import imaging
 import storage
 
 from .errors import wants_json
-from .sessions import current_workspace, sync_jobs
+from . import limits
+from .sessions import current_workspace, has_workspace, keep_alive, keep_workspace, start_over, sync_jobs
 from .uploads import keep_upload
 
 bp = Blueprint("jobs", __name__)
@@ -71,11 +73,10 @@ def requested_ops() -> list[str]:
     ops = list(dict.fromkeys(request.form.getlist("ops"))) or list(imaging.DEFAULT_OPS)
     unknown = [op for op in ops if op not in imaging.OPS]
     if unknown:
-        abort(
-            400,
-            f"Unknown operation {', '.join(map(repr, unknown))}; "
-            f"choose from: {', '.join(imaging.OPS)}.",
-        )
+        # Name a few, shortened: the message must not grow with what the client sent.
+        named = ", ".join(repr(display_name(op)[:30]) for op in unknown[:3])
+        more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
+        abort(400, f"Unknown operation {named}{more}; choose from: {', '.join(imaging.OPS)}.")
     return ops
 
 
@@ -123,8 +124,12 @@ def accept_upload(ws: storage.Workspace, job_id: str) -> dict[str, Any]:
 def index():
     """Show the upload form and the session's gallery, newest job first."""
     get_runner()  # a visitor is about to upload: have children waiting by then
-    manifest = storage.load_manifest(current_workspace())
-    jobs = [job_json(j) for j in reversed(sync_jobs(manifest))]
+    ws = current_workspace()
+    # The page polls /api/progress while its first upload runs: the session
+    # must name the workspace before that upload's response saves it.
+    keep_workspace(ws)
+    jobs = [job_json(j) for j in reversed(sync_jobs(ws, storage.load_manifest(ws)))]
+    keep_alive()
     return render_template(
         "jobs/index.html", jobs=jobs, ops=imaging.OPS.values(), default_ops=imaging.DEFAULT_OPS
     )
@@ -134,6 +139,9 @@ def index():
 def create():
     """Accept an upload, render its derivatives in a child, hand them back into the session."""
     ws = current_workspace()
+    # Before the body is read: a refused upload never reaches the disk.
+    limits.check_free_disk()
+    limits.check_session_quota(ws)
     ops = requested_ops()
     job_id = storage.new_id()
     source = accept_upload(ws, job_id)
@@ -162,7 +170,8 @@ def create():
         storage.discard_job(ws, job_id)
         raise
     storage.clear_progress(ws, job_id)
-    sync_jobs(manifest)
+    sync_jobs(ws, manifest)
+    g.stored_bytes = source["bytes"] + sum(o["bytes"] for o in job["outputs"])
     if wants_json():
         return jsonify(job_json(job)), 201
     flash(f"Done: {len(job['outputs'])} images from {source['name']}.", "success")
@@ -172,8 +181,10 @@ def create():
 @bp.get("/api/session")
 def session_json():
     """Return the session's jobs, oldest first."""
-    manifest = storage.load_manifest(current_workspace())
-    return {"jobs": [job_json(j) for j in sync_jobs(manifest)]}
+    ws = current_workspace()
+    jobs = [job_json(j) for j in sync_jobs(ws, storage.load_manifest(ws))]
+    keep_alive()
+    return {"jobs": jobs}
 
 
 @bp.get("/api/progress")
@@ -191,7 +202,7 @@ def delete(job_id: str):
     if not storage.is_valid_id(job_id) or not storage.find_job(storage.load_manifest(ws), job_id):
         abort(404)
     storage.discard_job(ws, job_id)
-    sync_jobs(storage.load_manifest(ws))
+    sync_jobs(ws, storage.load_manifest(ws))
     if wants_json():
         return {"deleted": job_id}
     flash("Job deleted.", "success")
@@ -201,10 +212,14 @@ def delete(job_id: str):
 @bp.post("/session/clear")
 def clear():
     """Delete every job of this session and its files."""
-    ws = current_workspace()
-    storage.clear_jobs(ws)
-    sync_jobs(storage.load_manifest(ws))
+    had_jobs = has_workspace()  # a client without a workspace has nothing to clear, nor a row to write
+    if had_jobs:
+        ws = current_workspace()
+        storage.clear_jobs(ws)
+        sync_jobs(ws, storage.load_manifest(ws))
+        start_over()
     if wants_json():
         return {"jobs": []}
-    flash("All jobs cleared.", "success")
+    if had_jobs:
+        flash("All jobs cleared.", "success")
     return redirect(url_for("jobs.index"), 303)

@@ -1,35 +1,43 @@
-"""Refusing cross-site state changes, by the headers browsers send."""
+"""Refusing cross-site state changes, trusting proxies, and the headers every response carries."""
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Flask, Response, abort, request
+from flask import Flask, Response, abort, current_app, request
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def is_cross_site() -> bool:
-    """Whether a browser says this request comes from a page of another origin.
+def is_cross_origin() -> bool:
+    """Whether a browser says this state-changing request comes from another origin.
 
-    Non-browser clients send neither header and are not affected; a forged
-    request from another site cannot remove them.
+    The algorithm of Go's ``net/http`` CrossOriginProtection: ``Sec-Fetch-Site``,
+    when present, decides alone (every current browser sends it, and no page
+    can forge it); only older browsers fall back to comparing ``Origin`` with
+    the request's own host. A request with neither header is not from a
+    browser page, so no other site can have sent it on the user's behalf.
     """
-    fetch_site = request.headers.get("Sec-Fetch-Site")
-    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
-        return True
     origin = request.headers.get("Origin")
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    if fetch_site is not None:
+        return fetch_site not in ("same-origin", "none") and not is_trusted(origin)
     if origin is None:
         return False
-    if origin == "null":  # sandboxed frames, file: pages
-        return True
-    parts = urlsplit(origin)
-    return (parts.scheme, parts.netloc) != (request.scheme, request.host)
+    if urlsplit(origin).netloc == request.host:
+        return False
+    return not is_trusted(origin)
 
 
-def refuse_cross_site() -> None:
+def is_trusted(origin: str | None) -> bool:
+    """Whether ``origin`` is one of ``DARKROOM_TRUSTED_ORIGINS`` (other sites serving this app)."""
+    return origin is not None and origin in current_app.config["DARKROOM_TRUSTED_ORIGINS"]
+
+
+def refuse_cross_origin() -> None:
     """Answer 403 to a state-changing request sent from another site."""
-    if request.method not in SAFE_METHODS and is_cross_site():
+    if request.method not in SAFE_METHODS and is_cross_origin():
         abort(403, "Refused: this request came from another site.")
 
 
@@ -52,7 +60,28 @@ def add_security_headers(response: Response) -> Response:
     return response
 
 
+def trust_proxies(app: Flask) -> None:
+    """Believe ``X-Forwarded-*`` from ``DARKROOM_PROXY_HOPS`` proxies in front of the app, and no more.
+
+    With 0 (the default) the headers are ignored: anyone could send them.
+    """
+    hops = int(app.config["DARKROOM_PROXY_HOPS"])
+    if hops < 0:
+        raise ValueError(f"DARKROOM_PROXY_HOPS must be 0 or more, not {hops}")
+    if hops:
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops, x_prefix=hops
+        )
+
+
 def init_app(app: Flask) -> None:
     """Check every request before any view runs, and label every response."""
-    app.before_request(refuse_cross_site)
+    origins = app.config["DARKROOM_TRUSTED_ORIGINS"]
+    if isinstance(origins, str):  # FLASK_DARKROOM_TRUSTED_ORIGINS=https://a.example,https://b.example
+        origins = [o.strip() for o in origins.split(",") if o.strip()]
+    app.config["DARKROOM_TRUSTED_ORIGINS"] = frozenset(o.rstrip("/") for o in origins)
+    if app.config["SESSION_COOKIE_SECURE"] is None:  # Secure whenever the public scheme is https
+        app.config["SESSION_COOKIE_SECURE"] = app.config["PREFERRED_URL_SCHEME"] == "https"
+    trust_proxies(app)
+    app.before_request(refuse_cross_origin)
     app.after_request(add_security_headers)

@@ -8,7 +8,7 @@ import storage
 from imaging import JobFailed, child, mp_context
 from imaging.processes import describe_exit
 
-from .sessions import current_workspace
+from .sessions import current_workspace, keep_workspace
 
 bp = Blueprint("seed", __name__)
 
@@ -33,6 +33,7 @@ def multi():
     session["outside_function"] = "outside"
     initial = visible_items()
     ws = current_workspace()
+    keep_workspace(ws)
     proc = mp_context().Process(target=child.write_to_manifest, args=(ws,))
     proc.start()
     # The child takes the workspace lock itself; the parent holds none while it waits.

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from filelock import FileLock
-from flask import Flask, current_app, session
+from flask import Flask, current_app, g, session
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import event, text
 
 import storage
 
 WORKSPACE_KEY = "_workspace"
+SEEN_KEY = "_seen"
+#: How often looking at the gallery pushes the session's expiry back (one write each time).
+KEEP_ALIVE_SECONDS = 3600
 
 
 def load_or_create_secret(instance_path: str) -> str:
@@ -92,17 +96,31 @@ def workspace_for(workspace_id: str) -> storage.Workspace:
 
 
 def current_workspace() -> storage.Workspace:
-    """Return this session's workspace, giving the session one if it has none yet.
+    """Return this session's workspace, or a new one if the session has none yet.
 
-    The id is random and kept in the session; the cookie's value never names a path.
+    A new workspace id is kept in the session only once something is stored
+    in it (:func:`keep_workspace`), so a client that never uploads, or whose
+    uploads are refused, never gets a session row. The id is random; the
+    cookie's value never names a path.
     """
     workspace_id = session.get(WORKSPACE_KEY)
     if not workspace_id or not storage.is_valid_id(workspace_id):
-        workspace_id = session[WORKSPACE_KEY] = storage.new_id()
+        workspace_id = g.setdefault("new_workspace_id", storage.new_id())
     return workspace_for(workspace_id)
 
 
-def sync_jobs(manifest: storage.manifest.Manifest) -> list[dict[str, Any]]:
+def has_workspace() -> bool:
+    """Whether this session has a workspace of its own yet."""
+    return WORKSPACE_KEY in session
+
+
+def keep_workspace(ws: storage.Workspace) -> None:
+    """Remember ``ws`` as this session's workspace (it now holds something)."""
+    if session.get(WORKSPACE_KEY) != ws.id:
+        session[WORKSPACE_KEY] = ws.id
+
+
+def sync_jobs(ws: storage.Workspace, manifest: storage.manifest.Manifest) -> list[dict[str, Any]]:
     """Make the session's job list match the manifest, the locked source of truth.
 
     A concurrent request may have saved an older copy of the session (the
@@ -110,6 +128,24 @@ def sync_jobs(manifest: storage.manifest.Manifest) -> list[dict[str, Any]]:
     job, so every view reads it and repairs the session from it.
     """
     jobs = manifest["jobs"]
-    if session.get("jobs") != jobs:
+    if jobs:
+        keep_workspace(ws)
+    if session.get("jobs", []) != jobs:
         session["jobs"] = jobs
     return jobs
+
+
+def keep_alive() -> None:
+    """Push the session's expiry back when its owner looks at the gallery.
+
+    Reads never save the session (``SESSION_REFRESH_EACH_REQUEST`` is off, so a
+    stale copy cannot overwrite a newer one); marking it seen at most once an
+    hour renews the row's expiry and the cookie's at the cost of one write.
+    """
+    if has_workspace() and session.get(SEEN_KEY, 0) < time.time() - KEEP_ALIVE_SECONDS:
+        session[SEEN_KEY] = int(time.time())
+
+
+def start_over() -> None:
+    """Give the session a new id (Flask-Session deletes the old row), so an id planted earlier stops working."""
+    current_app.session_interface.regenerate(session)  # type: ignore[attr-defined]

@@ -1,0 +1,117 @@
+"""Limits per client and per session, so one anonymous client cannot fill the server.
+
+Rates and byte budgets per client address are Flask-Limiter's (its storage,
+``RATELIMIT_STORAGE_URI``, must be shared by every process that serves the
+app: Redis for several workers or nodes). The session quota and the free-disk
+reserve are checked here, from the manifest and the file system, before the
+upload is read.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+from flask import Flask, current_app, g, request
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from werkzeug.exceptions import HTTPException
+
+import storage
+
+LIMITER_KEY = "darkroom.limiter"
+#: Views that start a child: they share one job rate per client.
+CHILD_VIEWS = ("jobs.create", "seed.multi", "seed.value")
+
+
+class InsufficientStorage(HTTPException):
+    """507: there is no room to keep what the client sent."""
+
+    code = 507
+    description = "The server's storage is full; please try again later."
+
+
+def megabytes(n: float) -> str:
+    """Return a byte count for people: ``1 GB``, ``40 MB``, ``512 kB``."""
+    for unit, size in (("GB", 1024**3), ("MB", 1024**2)):
+        if n >= size:
+            return f"{n / size:.1f}".removesuffix(".0") + f" {unit}"
+    return f"{n / 1024:.0f} kB"
+
+
+def job_rate() -> str:
+    """The ``DARKROOM_CLIENT_JOB_RATE`` limit string, e.g. ``60 per minute; 600 per hour``."""
+    return current_app.config["DARKROOM_CLIENT_JOB_RATE"]
+
+
+def byte_budget() -> str:
+    """The ``DARKROOM_CLIENT_BYTES_PER_HOUR`` budget as a limit string."""
+    return f"{int(current_app.config['DARKROOM_CLIENT_BYTES_PER_HOUR'])} per hour"
+
+
+def stored_bytes() -> int:
+    """What a job costs the byte budget.
+
+    Before the view runs, the upload's size (a request that cannot fit is
+    refused unread); after it, everything the job stored, source and outputs.
+    """
+    return int(g.get("stored_bytes", request.content_length or 1))
+
+
+def job_was_stored(_response: object) -> bool:
+    """Charge the byte budget only for jobs that were kept."""
+    return "stored_bytes" in g
+
+
+def check_free_disk() -> None:
+    """Refuse an upload that would leave less than ``DARKROOM_MIN_FREE_MB`` free (always on)."""
+    root = Path(current_app.config["DARKROOM_STORAGE_ROOT"])
+    root.mkdir(parents=True, exist_ok=True)
+    reserve = current_app.config["DARKROOM_MIN_FREE_MB"] * 1024**2
+    if shutil.disk_usage(root).free - (request.content_length or 0) < reserve:
+        current_app.logger.warning("upload refused: less than %s free under %s", megabytes(reserve), root)
+        raise InsufficientStorage()
+
+
+def check_session_quota(ws: storage.Workspace) -> None:
+    """Refuse an upload that would take the session past ``DARKROOM_SESSION_QUOTA_MB``."""
+    if not current_app.config["DARKROOM_CLIENT_LIMITS"]:
+        return
+    quota = current_app.config["DARKROOM_SESSION_QUOTA_MB"] * 1024**2
+    used = storage.stored_bytes(storage.load_manifest(ws))
+    if used + (request.content_length or 0) > quota:
+        raise InsufficientStorage(
+            f"Your images use {megabytes(used)} of the {megabytes(quota)} a session may keep; "
+            "delete some jobs to make room."
+        )
+
+
+def retry_after(app: Flask) -> int:
+    """Seconds until the limit this request broke lets the client in again."""
+    breached = app.extensions[LIMITER_KEY].current_limit
+    return max(1, int(breached.reset_at - time.time())) if breached else 60
+
+
+def init_app(app: Flask) -> None:
+    """Put the per-client limits on the views that start children and store files."""
+    app.config["RATELIMIT_ENABLED"] = bool(app.config["DARKROOM_CLIENT_LIMITS"])
+    app.config.setdefault("RATELIMIT_STORAGE_URI", "memory://")
+    # One limiter per app (like the SQLAlchemy object): its storage and
+    # switches are the app's own, never shared with another app in the process.
+    limiter = Limiter(get_remote_address, app=app, strategy="fixed-window", headers_enabled=False)
+    app.extensions[LIMITER_KEY] = limiter
+    jobs = limiter.shared_limit(
+        job_rate, scope="jobs",
+        error_message=lambda: f"Too many jobs from your address (the limit is {job_rate()}).",
+    )
+    budget = limiter.limit(
+        byte_budget, cost=stored_bytes, deduct_when=job_was_stored,
+        error_message=lambda: (
+            "Your address has stored its "
+            f"{megabytes(current_app.config['DARKROOM_CLIENT_BYTES_PER_HOUR'])} for this hour."
+        ),
+    )
+    for endpoint in CHILD_VIEWS:
+        app.view_functions[endpoint] = jobs(app.view_functions[endpoint])
+    app.view_functions["jobs.create"] = budget(app.view_functions["jobs.create"])
