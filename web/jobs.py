@@ -25,8 +25,8 @@ from flask import (
 import imaging
 import storage
 
-from .errors import wants_json
 from . import limits
+from .errors import wants_json
 from .sessions import current_workspace, has_workspace, keep_alive, keep_workspace, start_over, sync_jobs
 from .uploads import keep_upload
 

@@ -1,0 +1,201 @@
+"""Limits per client address and per session; the free-disk reserve; what refusals leave behind."""
+
+import os
+import time
+from datetime import datetime, timedelta
+
+from conftest import image_bytes, upload
+
+from app import create_app
+
+
+def session_rows(app):
+    """How many session rows the database holds."""
+    with app.app_context():
+        return app.session_interface.sql_session_model.query.count()
+
+
+def stored_files(app):
+    """Every file under the storage root except lock files."""
+    root = app.config["DARKROOM_STORAGE_ROOT"]
+    return sorted(
+        os.path.relpath(os.path.join(d, f), root)
+        for d, _, files in os.walk(root) for f in files if not f.endswith(".lock")
+    )
+
+
+def client_at(app, address):
+    """A test client whose requests come from ``address``."""
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = address
+    return client
+
+
+def test_job_rate_per_client_address(make_app):
+    app = make_app(DARKROOM_CLIENT_JOB_RATE="2 per minute")
+    client = app.test_client()
+    assert [upload(client).status_code for _ in range(2)] == [201, 201]
+    before = stored_files(app)
+    response = upload(client)
+    assert response.status_code == 429
+    assert 1 <= int(response.headers["Retry-After"]) <= 60
+    assert response.get_json()["error"].startswith("Too many jobs from your address (the limit is 2 per minute).")
+    assert stored_files(app) == before
+    # Every view that starts a child shares the rate.
+    assert client.get("/value").status_code == 429
+    # Another address has its own.
+    other = client_at(app, "192.0.2.7")
+    assert upload(other).status_code == 201
+
+
+def test_forged_forwarded_for_does_not_reset_the_rate(make_app):
+    app = make_app(DARKROOM_CLIENT_JOB_RATE="1 per minute")
+    client = app.test_client()
+    assert upload(client).status_code == 201
+    assert upload(client, **{"X-Forwarded-For": "192.0.2.99"}).status_code == 429
+
+
+def test_rate_follows_the_real_address_behind_a_trusted_proxy(make_app):
+    app = make_app(DARKROOM_CLIENT_JOB_RATE="1 per minute", DARKROOM_PROXY_HOPS=1)
+    client = app.test_client()
+    assert upload(client, **{"X-Forwarded-For": "192.0.2.1"}).status_code == 201
+    assert upload(client, **{"X-Forwarded-For": "192.0.2.1"}).status_code == 429
+    assert upload(client, **{"X-Forwarded-For": "192.0.2.2"}).status_code == 201
+
+
+def test_byte_budget_counts_what_a_job_stores(make_app):
+    data = image_bytes((800, 600))
+    app = make_app()
+    probe = upload(app.test_client(), data=data, ops=["grayscale", "blur"]).get_json()
+    stored = probe["source"]["bytes"] + sum(o["bytes"] for o in probe["outputs"])
+    # Room for two uploads but not for one upload plus its outputs and another upload.
+    budget = stored + len(data) // 2
+    assert 2 * len(data) < budget
+    app = make_app(DARKROOM_CLIENT_BYTES_PER_HOUR=budget)
+    client = app.test_client()
+    assert upload(client, data=data, ops=["grayscale", "blur"]).status_code == 201
+    response = upload(client, data=data, ops=["grayscale", "blur"])
+    assert response.status_code == 429
+    assert "stored its" in response.get_json()["error"]
+    assert int(response.headers["Retry-After"]) > 60
+
+
+def test_refused_jobs_do_not_use_the_byte_budget(make_app):
+    app = make_app(DARKROOM_CLIENT_BYTES_PER_HOUR=3 * len(image_bytes()))
+    client = app.test_client()
+    for _ in range(5):
+        assert upload(client, data=b"not an image").status_code == 400
+    assert upload(client, ops=["invert"]).status_code == 201
+
+
+def test_session_quota(make_app):
+    app = make_app(DARKROOM_SESSION_QUOTA_MB=0.05)  # about 52 kB
+    client = app.test_client()
+    first = upload(client, ops=["grayscale", "sepia"])
+    assert first.status_code == 201
+    before = stored_files(app)
+    response = upload(client, ops=["invert"])
+    assert response.status_code == 507
+    assert "of the 51 kB a session may keep; delete some jobs" in response.get_json()["error"]
+    assert stored_files(app) == before
+    assert [j["id"] for j in client.get("/api/session").get_json()["jobs"]] == [first.get_json()["id"]]
+    # Deleting makes room again.
+    client.post(f"/jobs/{first.get_json()['id']}/delete", headers={"Accept": "application/json"})
+    assert upload(client, ops=["invert"]).status_code == 201
+
+
+def test_free_disk_reserve_is_always_on(make_app):
+    app = make_app(DARKROOM_CLIENT_LIMITS=False, DARKROOM_MIN_FREE_MB=10**12)  # an exabyte
+    client = app.test_client()
+    response = upload(client)
+    assert response.status_code == 507
+    assert response.get_json() == {"error": "The server's storage is full; please try again later."}
+    assert stored_files(app) == []
+    page = upload(client, json=False)
+    assert page.status_code == 507 and "storage is full" in page.get_data(as_text=True)
+
+
+def test_one_switch_turns_the_client_limits_off(monkeypatch, tmp_path):
+    monkeypatch.setenv("FLASK_DARKROOM_CLIENT_LIMITS", "false")
+    app = create_app(
+        {"TESTING": True, "DARKROOM_CLIENT_JOB_RATE": "1 per hour", "DARKROOM_CLIENT_BYTES_PER_HOUR": 1,
+         "DARKROOM_SESSION_QUOTA_MB": 0.001},
+        instance_path=str(tmp_path / "instance"),
+    )
+    client = app.test_client()
+    assert [upload(client, ops=["invert"]).status_code for _ in range(3)] == [201] * 3
+    app.extensions["darkroom.runner"][1].close()
+
+
+def test_refusals_from_clients_without_a_session_write_no_row(make_app):
+    app = make_app(DARKROOM_CLIENT_JOB_RATE="1 per minute")
+    assert upload(app.test_client()).status_code == 201
+    rows = session_rows(app)
+    refusals = [
+        upload(app.test_client()),  # 429
+        upload(app.test_client(), json=False),  # 429 from the form
+        upload(client_at(app, "192.0.2.3"), json=False, data=b"junk"),  # 400
+        upload(app.test_client(), json=False, Origin="https://evil.example"),  # 403
+        app.test_client().post("/session/clear"),
+        app.test_client().get("/api/session"),
+        app.test_client().get("/api/progress"),
+    ]
+    assert [r.status_code for r in refusals] == [429, 429, 400, 403, 303, 200, 200]
+    assert all("Set-Cookie" not in r.headers for r in refusals)
+    assert session_rows(app) == rows
+
+
+def test_form_refusal_of_a_known_session_is_flashed(make_app):
+    app = make_app(DARKROOM_CLIENT_JOB_RATE="1 per minute")
+    client = app.test_client()
+    client.get("/")
+    assert upload(client, json=False).status_code == 303
+    assert upload(client, json=False).status_code == 303
+    assert "Too many jobs from your address" in client.get("/").get_data(as_text=True)
+
+
+def test_unknown_ops_are_not_echoed_in_full(client):
+    ops = [f"op{i}-" + "x" * 500 for i in range(950)]
+    response = upload(client, ops=ops)
+    assert response.status_code == 400
+    message = response.get_json()["error"]
+    assert len(message) < 300
+    assert message.startswith("Unknown operation 'op0-xxxx")
+    assert "and 947 more; choose from: thumbnail," in message
+
+
+def test_clearing_gives_the_session_a_new_id(app, client):
+    upload(client)
+    old = client.get_cookie("session").value
+    response = client.post("/session/clear", headers={"Accept": "application/json"})
+    new = client.get_cookie("session").value
+    assert response.status_code == 200 and new != old
+    # The old id no longer names a session: whoever planted it sees nothing of what follows.
+    upload(client)
+    planted = app.test_client()
+    planted.set_cookie("session", old)
+    assert planted.get("/api/session").get_json() == {"jobs": []}
+    assert len(client.get("/api/session").get_json()["jobs"]) == 1
+
+
+def expiry(app, client):
+    with app.app_context():
+        model = app.session_interface.sql_session_model
+        row = model.query.filter_by(session_id="session:" + client.get_cookie("session").value).one()
+        return row, model
+
+
+def test_viewing_the_gallery_extends_the_session(app, client):
+    upload(client)
+    with app.app_context():
+        row, model = expiry(app, client)
+        row.expiry = datetime.utcnow() + timedelta(hours=1)
+        app.session_interface.client.session.commit()
+    with client.session_transaction() as sess:
+        sess["_seen"] = time.time() - 7200
+    assert "Set-Cookie" in client.get("/").headers
+    with app.app_context():
+        row, _ = expiry(app, client)
+        assert row.expiry > datetime.utcnow() + timedelta(days=6)
+    # Within the hour, looking again writes nothing.
+    assert "Set-Cookie" not in client.get("/").headers
