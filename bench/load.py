@@ -10,6 +10,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -105,6 +106,9 @@ class Server:
             "FLASK_DARKROOM_STORAGE_ROOT": str(self.tmp / "workspaces"),
             "FLASK_SECRET_KEY": uuid.uuid4().hex,
             "FLASK_DARKROOM_MAX_CHILDREN": "4",
+            "DARKROOM_INSTANCE_PATH": str(self.tmp / "instance"),
+            # One client sends every job here: the per-client limits would refuse a load test.
+            "FLASK_DARKROOM_CLIENT_LIMITS": "false",
             "DARKROOM_BIND": f"127.0.0.1:{self.port}",
             "DARKROOM_WORKERS": str(self.workers),
             "DARKROOM_THREADS": str(self.threads),
@@ -160,12 +164,31 @@ class Server:
 
 
 class Client:
-    """A browser-less client with its own session cookie."""
+    """A browser-less client with its own session cookie.
 
-    def __init__(self, port: int) -> None:
+    ``tls`` speaks HTTPS (to a proxy with a self-signed certificate);
+    ``address`` is the local address to connect from (any 127.x.y.z on Linux),
+    so one machine can play several clients.
+    """
+
+    def __init__(self, port: int, *, tls: bool = False, address: str | None = None, timeout: float = 300) -> None:
         self.port = port
+        self.timeout = timeout
+        self.tls = tls
+        self.address = address
         self.cookie = ""
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+        self.conn = self._connect()
+
+    def _connect(self) -> http.client.HTTPConnection:
+        source = (self.address, 0) if self.address else None
+        if self.tls:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            return http.client.HTTPSConnection(
+                "127.0.0.1", self.port, timeout=self.timeout, source_address=source, context=context
+            )
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout, source_address=source)
 
     def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
         headers = {"Accept": "application/json", **(headers or {})}
@@ -176,10 +199,11 @@ class Client:
             response = self.conn.getresponse()
         except (http.client.HTTPException, ConnectionError):
             self.conn.close()  # the dev server may close idle connections: reconnect once
-            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=300)
+            self.conn = self._connect()
             self.conn.request(method, path, body, headers)
             response = self.conn.getresponse()
         data = response.read()
+        self.headers = response.headers
         for header in response.headers.get_all("Set-Cookie") or []:
             morsel = next(iter(SimpleCookie(header).values()))
             self.cookie = f"{morsel.key}={morsel.value}"

@@ -1,6 +1,8 @@
 import io
 import os
+import shutil
 import uuid
+from contextlib import contextmanager
 
 import pytest
 import sqlalchemy as sa
@@ -19,22 +21,59 @@ def require(reason):
     pytest.skip(reason)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request, tmp_path):
-    """A fresh, empty session database: SQLite under tmp_path, or a new PostgreSQL database."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'sessions.db'}"
-        return
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def _missing() -> str | None:
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright package is not installed"
+    if not shutil.which(CHROMIUM):
+        return f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)"
+    return None
+
+
+@pytest.fixture(scope="session")
+def browser():
+    reason = _missing()
+    if reason:
+        require(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield browser
+        browser.close()
+
+
+@contextmanager
+def postgres_database():
+    """Create an empty PostgreSQL database on the test server; yield its URL; drop it after."""
     if not POSTGRES_URL:
         require("no PostgreSQL server: export DARKROOM_TEST_POSTGRES_URL=$(.ci/start-postgres)")
     name = f"darkroom_test_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    yield sa.engine.make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    admin.dispose()
+    try:
+        yield sa.engine.make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request, tmp_path):
+    """A fresh, empty session database: SQLite under tmp_path, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'sessions.db'}"
+        return
+    with postgres_database() as url:
+        yield url
 
 
 @pytest.fixture
@@ -106,3 +145,10 @@ def decode(data):
     im = Image.open(io.BytesIO(data))
     im.load()
     return im
+
+
+def expect_visible(locator, timeout=30_000):
+    """Wait (Playwright's auto-retrying assertion) until ``locator`` is visible."""
+    from playwright.sync_api import expect
+
+    expect(locator).to_be_visible(timeout=timeout)
