@@ -19,7 +19,7 @@ from werkzeug.exceptions import HTTPException
 import imaging
 import storage
 
-from .limits import megabytes, retry_after
+from .limits import human_size, retry_after
 
 MESSAGES = {
     404: "Nothing here: this address does not exist, or belongs to another session.",
@@ -65,7 +65,7 @@ def _http_error(exc: HTTPException):
     template = MESSAGES.get(exc.code or 500)
     if template and (exc.description == type(exc).description or exc.code in (413, 500)):
         limit = current_app.config["MAX_CONTENT_LENGTH"] or 0
-        message = template.format(method=request.method, limit=megabytes(limit))
+        message = template.format(method=request.method, limit=human_size(limit))
     else:
         message = exc.description or exc.name
     return error_response(exc.code or 500, message)

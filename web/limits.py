@@ -32,7 +32,7 @@ class InsufficientStorage(HTTPException):
     description = "The server's storage is full; please try again later."
 
 
-def megabytes(n: float) -> str:
+def human_size(n: float) -> str:
     """Return a byte count for people: ``1 GB``, ``40 MB``, ``512 kB``."""
     for unit, size in (("GB", 1024**3), ("MB", 1024**2)):
         if n >= size:
@@ -70,7 +70,7 @@ def check_free_disk() -> None:
     root.mkdir(parents=True, exist_ok=True)
     reserve = current_app.config["DARKROOM_MIN_FREE_MB"] * 1024**2
     if shutil.disk_usage(root).free - (request.content_length or 0) < reserve:
-        current_app.logger.warning("upload refused: less than %s free under %s", megabytes(reserve), root)
+        current_app.logger.warning("upload refused: less than %s free under %s", human_size(reserve), root)
         raise InsufficientStorage()
 
 
@@ -82,7 +82,7 @@ def check_session_quota(ws: storage.Workspace) -> None:
     used = storage.stored_bytes(storage.load_manifest(ws))
     if used + (request.content_length or 0) > quota:
         raise InsufficientStorage(
-            f"Your images use {megabytes(used)} of the {megabytes(quota)} a session may keep; "
+            f"Your images use {human_size(used)} of the {human_size(quota)} a session may keep; "
             "delete some jobs to make room."
         )
 
@@ -109,7 +109,7 @@ def init_app(app: Flask) -> None:
         byte_budget, cost=stored_bytes, deduct_when=job_was_stored,
         error_message=lambda: (
             "Your address has stored its "
-            f"{megabytes(current_app.config['DARKROOM_CLIENT_BYTES_PER_HOUR'])} for this hour."
+            f"{human_size(current_app.config['DARKROOM_CLIENT_BYTES_PER_HOUR'])} for this hour."
         ),
     )
     for endpoint in CHILD_VIEWS:
