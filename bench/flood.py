@@ -1,7 +1,9 @@
 """``python -m bench.flood``: one anonymous client floods the server; what does it manage to store?
 
-Starts gunicorn (2 workers) with the client limits on, then with them off, and
-for ``--seconds`` each sends, from 4 cookie-less connections of one address,
+Starts gunicorn (2 workers) three times: client limits on with the default
+``memory://`` counters (each worker counts alone), on with one Redis shared by
+both workers (the documented production setting), and off. For ``--seconds``
+each run sends, from 4 cookie-less connections of one address,
 the three abusive requests the limits exist for: an 8×8 PNG with 39 MB of junk
 appended, a 56 kB checkerboard PNG that decodes to 49 megapixels with every
 op, and a job naming 950 unknown ops. Prints the statuses seen, the bytes
@@ -14,14 +16,18 @@ import argparse
 import collections
 import io
 import os
+import shutil
+import socket
 import sqlite3
+import subprocess
+import tempfile
 import threading
 import time
 import uuid
 
 from PIL import Image
 
-from bench.load import Client, Server
+from bench.load import Client, Server, free_port
 
 OPS = ["thumbnail", "grayscale", "blur", "sharpen", "edges", "sepia", "rotate", "invert"]
 
@@ -57,8 +63,27 @@ def stored_bytes(root: str) -> int:
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(root) for f in files)
 
 
-def flood(limits: bool, seconds: float, connections: int, payloads: list[tuple[str, bytes, str]]) -> dict:
-    env = {"FLASK_DARKROOM_CLIENT_LIMITS": "true" if limits else "false", "FLASK_DARKROOM_MAX_CHILDREN": "2"}
+def start_redis() -> tuple[subprocess.Popen, str]:
+    """A throw-away redis-server on a free port; returns it and its URL."""
+    port = free_port()
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", tempfile.gettempdir()],
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc, f"redis://127.0.0.1:{port}"
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def flood(env: dict[str, str], seconds: float, connections: int, payloads: list[tuple[str, bytes, str]]) -> dict:
+    env = {"FLASK_DARKROOM_MAX_CHILDREN": "2", **env}
     with Server("gunicorn", workers=2, threads=4, env=env) as server:
         statuses: collections.Counter[str] = collections.Counter()
         lock = threading.Lock()
@@ -73,8 +98,8 @@ def flood(limits: bool, seconds: float, connections: int, payloads: list[tuple[s
                 client.cookie = ""  # never keep a session: every request is a new visitor
                 try:
                     status, _ = client.request("POST", "/jobs", body, {"Content-Type": content_type})
-                except OSError:
-                    status = "connection error"
+                except OSError:  # answered (429/413) and closed before the whole body was sent
+                    status = "refused unread (connection closed)"
                 with lock:
                     statuses[f"{name} {status}"] += 1
 
@@ -101,13 +126,26 @@ def main() -> None:
     ]
     for name, body, _ in payloads:
         print(f"payload: {name}: {len(body):,} bytes per request")
-    for limits in (True, False):
-        result = flood(limits, args.seconds, args.connections, payloads)
-        state = "on" if limits else "off"
-        print(f"\nclient limits {state}: {args.seconds:g} s, {args.connections} connections, one address")
-        for key, count in result["statuses"].items():
-            print(f"  {count:5d} × {key}")
-        print(f"  stored: {result['stored'] / 1024**2:,.1f} MB; session rows: {result['rows']}")
+    runs = [("client limits on, memory:// (per worker)", {"FLASK_DARKROOM_CLIENT_LIMITS": "true"})]
+    redis = None
+    if shutil.which("redis-server"):
+        redis, url = start_redis()
+        runs.append(("client limits on, Redis shared by the workers",
+                     {"FLASK_DARKROOM_CLIENT_LIMITS": "true", "FLASK_RATELIMIT_STORAGE_URI": url}))
+    else:
+        print("redis-server not found: skipping the shared-counter run (apt-get install redis-server)")
+    runs.append(("client limits off", {"FLASK_DARKROOM_CLIENT_LIMITS": "false"}))
+    try:
+        for title, env in runs:
+            result = flood(env, args.seconds, args.connections, payloads)
+            print(f"\n{title}: {args.seconds:g} s, {args.connections} connections, one address")
+            for key, count in result["statuses"].items():
+                print(f"  {count:5d} × {key}")
+            print(f"  stored: {result['stored'] / 1024**2:,.1f} MB; session rows: {result['rows']}")
+    finally:
+        if redis is not None:
+            redis.terminate()
+            redis.wait()
 
 
 if __name__ == "__main__":
