@@ -19,3 +19,15 @@ max_requests = int(os.environ.get("DARKROOM_MAX_REQUESTS", 0))
 max_requests_jitter = max_requests // 10
 accesslog = os.environ.get("DARKROOM_ACCESS_LOG", "-")
 errorlog = "-"
+
+
+def on_starting(server):
+    """Warn when the workers would each count the per-client limits alone."""
+    shared = os.environ.get("FLASK_RATELIMIT_STORAGE_URI", "memory://") != "memory://"
+    limits_on = os.environ.get("FLASK_DARKROOM_CLIENT_LIMITS", "true").lower() != "false"
+    if workers > 1 and limits_on and not shared:
+        server.log.warning(
+            "%d workers count the per-client limits separately (RATELIMIT_STORAGE_URI is memory://): "
+            "a client gets them %d times. Set FLASK_RATELIMIT_STORAGE_URI=redis://host:6379 to share them.",
+            workers, workers,
+        )

@@ -193,7 +193,8 @@ def test_browser_uploads_with_and_without_javascript(cluster, browser, tmp_path)
         page.click("#submit")
     expect_visible(page.get_by_text("Done: 3 images from harbour.jpg."))
     assert page.locator("article.job").count() == 1
-    page.screenshot(path=tmp_path / "through-nginx.png", full_page=True)
+    (ROOT / "tests" / "screenshots").mkdir(exist_ok=True)
+    page.screenshot(path=ROOT / "tests" / "screenshots" / "through-nginx.png", full_page=True)
     plain.close()
 
 
