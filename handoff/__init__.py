@@ -1,0 +1,28 @@
+"""Run a function in a fresh child process from a Flask view; get its value and its session writes back.
+
+::
+
+    from flask import Flask, session
+    from handoff import Handoff, run
+
+    app = Flask(__name__)
+    Handoff(app)
+
+    def write_to_session(session):        # at module level: the child imports it by name
+        session["inside_function"] = "inside"
+
+    @app.get("/multi")
+    def multi():
+        run(write_to_session, session)    # the child's write lands in flask.session
+        return str(session.items())
+
+The child makes one call and exits, so the memory it touched goes back to
+the system. Imports neither Pillow nor anything of the app that uses it.
+"""
+
+from ._child import report
+from ._extension import Handoff, check_importable, run, running
+from .errors import Busy, ChildFailed, HandoffError, Timeout
+
+__all__ = ["Busy", "ChildFailed", "Handoff", "HandoffError", "Timeout", "check_importable", "report", "run",
+           "running"]

@@ -1,0 +1,217 @@
+"""What runs inside the child: the call, the session it may write to, its record and progress.
+
+Light on purpose (no Flask app, no request): a forkserver preloads it, and
+every child starts with it imported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Iterator, MutableMapping
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from filelock import BaseFileLock, FileLock, SoftFileLock, StrictSoftFileLock
+
+LOCK_TYPES: dict[str, type[BaseFileLock]] = {"file": FileLock, "soft": SoftFileLock, "strict": StrictSoftFileLock}
+Outcome = dict[str, Any]
+
+
+class SessionArgument:
+    """Stands in for ``flask.session`` among a call's arguments on its way to the child."""
+
+    def __repr__(self) -> str:
+        return "<flask.session>"
+
+
+@dataclass(frozen=True)
+class Call:
+    """One call of a function in a child: plain, picklable data."""
+
+    id: str
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    session: dict[str, Any] | None = None  # the session's contents, if it is an argument
+    folder: str | None = None  # this session's folder of call records and progress notes
+    lock_path: str | None = None
+    lock_type: str = "file"
+    memory_mb: int | None = None
+    fn_name: str = field(default="")
+
+    @property
+    def record_path(self) -> Path:
+        assert self.folder is not None
+        return Path(self.folder) / f"{self.id}.json"
+
+    @property
+    def progress_path(self) -> Path:
+        assert self.folder is not None
+        return Path(self.folder) / f"{self.id}.progress.json"
+
+    def lock(self) -> BaseFileLock:
+        """The session's lock (a new, unacquired object)."""
+        assert self.lock_path is not None
+        cls = LOCK_TYPES[self.lock_type]
+        if cls is SoftFileLock:
+            return cls(self.lock_path, timeout=30)
+        return cls(self.lock_path, timeout=30, preserve_lock_file=True)
+
+
+class ChildSession(MutableMapping[str, Any]):
+    """The child's ``session``: the parent's contents at the call, with every change recorded."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self._data = dict(data)
+        self.changed: set[str] = set()
+        self.deleted: set[str] = set()
+        self.modified = False  # accepted, like Flask's session attribute; changes are tracked anyway
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._data[key] = value
+        self.changed.add(key)
+        self.deleted.discard(key)
+
+    def __delitem__(self, key: str) -> None:
+        del self._data[key]
+        self.deleted.add(key)
+        self.changed.discard(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return f"ChildSession({self._data!r})"
+
+    def writes(self) -> dict[str, Any]:
+        """The record of this call: keys set (with their values) and keys deleted."""
+        return {"set": {k: self._data[k] for k in sorted(self.changed)}, "deleted": sorted(self.deleted)}
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON so that a reader sees the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, separators=(",", ":"))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+_current: Call | None = None  # the call this child is running
+
+
+def report(**fields: Any) -> None:
+    """Tell the parent (and any other request of the session) how the call is getting on.
+
+    Call it from the function running in the child, e.g. ``report(step="blur",
+    done=2, total=5)``; ``Handoff.running()`` reads it. Does nothing outside a
+    child or in a call made without a session.
+    """
+    call = _current
+    if call is None or call.folder is None:
+        return
+    note = {"call": call.id, "fn": call.fn_name, "pid": os.getpid(), "updated": time.time(), **fields}
+    write_json(call.progress_path, note)
+
+
+def limit_memory(megabytes: int) -> None:
+    """Cap this process's address space: a runaway call fails with MemoryError, not the OOM killer."""
+    limit = megabytes * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def peak_rss_kb() -> int:
+    """This process's peak resident set size in KiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def failure(exc: BaseException) -> Outcome:
+    """The outcome of a call whose function raised ``exc``."""
+    try:
+        text = traceback.format_exc()
+    except MemoryError:  # formatting needs memory too
+        text = None
+    return {"status": "raised", "type": type(exc).__name__, "detail": str(exc)[:2000], "traceback": text}
+
+
+def perform(call: Call) -> Outcome:
+    """Run the call here and return its outcome; record its session writes if it succeeded."""
+    global _current
+    _current = call
+    try:
+        if call.memory_mb:
+            limit_memory(call.memory_mb)
+        sessions: list[ChildSession] = []
+
+        def bind(value: Any) -> Any:
+            if isinstance(value, SessionArgument):
+                sessions.append(ChildSession(call.session or {}))
+                return sessions[-1]
+            return value
+
+        args = [bind(a) for a in call.args]
+        kwargs = {k: bind(v) for k, v in call.kwargs.items()}
+        value = call.fn(*args, **kwargs)
+        if sessions and call.folder is not None:
+            record: dict[str, Any] = {"call": call.id, "set": {}, "deleted": []}
+            for child_session in sessions:
+                writes = child_session.writes()
+                record["set"].update(writes["set"])
+                record["deleted"] += writes["deleted"]
+            with call.lock():
+                write_json(call.record_path, record)
+    except BaseException as exc:  # reported to the parent, which raises ChildFailed
+        return {**failure(exc), "pid": os.getpid(), "peak_rss_kb": peak_rss_kb()}
+    finally:
+        _current = None
+    return {"status": "ok", "value": value, "pid": os.getpid(), "peak_rss_kb": peak_rss_kb()}
+
+
+def send(conn: Connection, outcome: Outcome) -> None:
+    """Send an outcome to the parent; a value that cannot be pickled becomes a failure."""
+    try:
+        conn.send(outcome)
+    except Exception as exc:
+        conn.send({**failure(exc), "type": "PicklingError",
+                   "detail": f"the return value could not be sent to the parent: {exc}"[:2000]})
+    conn.close()
+
+
+def import_string(path: str) -> Callable[[], Any]:
+    """Return the object named by ``"package.module:attribute"``."""
+    module_name, _, attribute = path.partition(":")
+    module = __import__(module_name, fromlist=[attribute])
+    return getattr(module, attribute)
+
+
+def warm_main(conn: Connection, rehearsal: str | None) -> None:
+    """Entry point of a child started ahead of time: rehearse, wait for one call, run it, exit."""
+    if rehearsal:
+        import_string(rehearsal)()
+    try:
+        call = conn.recv()
+    except EOFError:  # the parent went away before it had work for us
+        return
+    send(conn, perform(call))
+
+
+def spawn_main(conn: Connection, call: Call) -> None:
+    """Entry point of a child started for one given call."""
+    send(conn, perform(call))

@@ -1,0 +1,108 @@
+"""Starting children without forking the web process, and collecting what they report."""
+
+from __future__ import annotations
+
+import multiprocessing
+import multiprocessing.forkserver
+import os
+import sys
+import threading
+import types
+from collections.abc import Sequence
+from multiprocessing.connection import Connection
+from multiprocessing.context import BaseContext
+from multiprocessing.process import BaseProcess
+
+from ._child import Outcome
+
+#: Imported once by the forkserver, so every child starts with them loaded.
+PRELOAD = ["handoff._child"]
+
+#: glibc tunables for the forkserver and so for every child it forks: malloc
+#: asks for transparent huge pages on its large mappings, which cuts the page
+#: faults of filling fresh memory by about a quarter (see bench/RESULTS.md).
+CHILD_GLIBC_TUNABLES = "glibc.malloc.hugetlb=1"
+
+_forkserver_lock = threading.Lock()
+_forkserver_started_by: int | None = None  # pid of the process that started it
+
+
+def main_imports() -> list[str]:
+    """Return the modules the main script (``flask``, ``gunicorn``...) takes its names from.
+
+    Every forkserver child re-runs the parent's main script before its
+    target (as ``__mp_main__``). Python 3.11 ignores ``"__main__"`` in the
+    preload list, so preloading what that script imports instead turns the
+    re-run from ~100 ms of imports into a few lookups.
+    """
+    main = sys.modules.get("__main__")
+    names = set()
+    for value in vars(main).values() if main else ():
+        name = value.__name__ if isinstance(value, types.ModuleType) else getattr(value, "__module__", None)
+        if isinstance(name, str) and name not in ("__main__", "builtins") and name in sys.modules:
+            names.add(name)
+    return sorted(names)
+
+
+def mp_context(method: str = "forkserver", preload: Sequence[str] = ()) -> BaseContext:
+    """Return a multiprocessing context that never forks the threaded web process.
+
+    The forkserver is started once per process, with ``preload`` imported.
+    """
+    ctx = multiprocessing.get_context(method)
+    if method == "forkserver":
+        _start_forkserver(ctx, preload)
+    return ctx
+
+
+def _start_forkserver(ctx: BaseContext, preload: Sequence[str]) -> None:
+    # Once per process: later calls must not touch os.environ again while other threads run.
+    global _forkserver_started_by
+    with _forkserver_lock:
+        if _forkserver_started_by == os.getpid():
+            return
+        ctx.set_forkserver_preload(list(dict.fromkeys([*PRELOAD, *preload, *main_imports()])))
+        # The tunables are read when a program starts, so they must be in the
+        # environment the forkserver is executed with; the web process keeps its own.
+        before = os.environ.get("GLIBC_TUNABLES")
+        os.environ["GLIBC_TUNABLES"] = ":".join(filter(None, [before, CHILD_GLIBC_TUNABLES]))
+        try:
+            multiprocessing.forkserver.ensure_running()
+        finally:
+            if before is None:
+                del os.environ["GLIBC_TUNABLES"]
+            else:
+                os.environ["GLIBC_TUNABLES"] = before
+        _forkserver_started_by = os.getpid()
+
+
+def describe_exit(exitcode: int | None) -> str:
+    """Return a person's description of a child's exit code."""
+    if exitcode is not None and exitcode < 0:
+        return f"The child process was killed by signal {-exitcode}."
+    return f"The child process stopped unexpectedly (exit status {exitcode})."
+
+
+def collect(proc: BaseProcess, conn: Connection, timeout: float) -> Outcome:
+    """Read a child's outcome (before joining it, so a large value cannot deadlock), then join it.
+
+    A child past ``timeout`` is killed; a child that dies without answering
+    is reported as ``died``. Either way it has been joined when this returns.
+    """
+    outcome: Outcome
+    try:
+        if conn.poll(timeout):
+            outcome = conn.recv()
+        else:
+            proc.kill()
+            outcome = {"status": "timeout"}
+    except (EOFError, OSError):  # the child died before it could answer
+        outcome = {"status": "died"}
+    finally:
+        conn.close()
+    proc.join(5)
+    if proc.exitcode is None:
+        proc.kill()
+        proc.join(5)
+    outcome["exitcode"] = proc.exitcode
+    return outcome

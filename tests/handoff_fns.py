@@ -1,0 +1,70 @@
+"""Functions the handoff tests run in children (at module level, so a child can import them)."""
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from handoff import report
+
+
+def echo(value):
+    return value
+
+
+def write_to_session(session):
+    session["inside_function"] = "inside"
+
+
+def set_and_delete(session):
+    session["added"] = [1, 2, 3]
+    del session["doomed"]
+    return sorted(session)
+
+
+def write_own_key(session, i):
+    time.sleep(0.05)
+    session[f"key{i}"] = i
+    return sorted(session)
+
+
+def boom():
+    raise ValueError("secret sauce")
+
+
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def sleep_and_note(seconds, pid_file):
+    Path(pid_file).write_text(str(os.getpid()))
+    time.sleep(seconds)
+
+
+_kept = []
+
+
+def allocate(megabytes):
+    """Fill ``megabytes`` in 64 kB blocks, as image code does, and keep one small object (a cache entry).
+
+    In a long-lived process the kept object pins the top of the heap, so
+    glibc cannot give the freed blocks back: the memory ratchet.
+    """
+    blocks = []
+    for _ in range(megabytes * 16):
+        block = bytearray(65536)
+        block[::4096] = b"\x01" * 16  # touch every page, so it is really resident
+        blocks.append(block)
+    _kept.append(bytearray(100_000))  # bigger than any hole below: malloc puts it above the blocks
+    return sum(len(b) for b in blocks)
+
+
+def steps(total, pause):
+    for done in range(total):
+        report(step=f"step {done + 1}", done=done, total=total)
+        time.sleep(pause)
+    return total
+
+
+def unpicklable():
+    return lambda: None
