@@ -11,7 +11,12 @@ from flask_session import Session
 from flask_sqlalchemy import SQLAlchemy
 
 import imaging
+from handoff import Handoff, default_max_children
 from web import cli, errors, files, jobs, limits, security, seed, sessions, uploads
+
+#: Runs the image jobs (and the seed routes' calls) in children. Its session
+#: records live in the session's workspace, beside the manifest.
+handoff = Handoff(session_id=sessions.workspace_id)
 
 
 def create_app(test_config: dict | None = None, instance_path: str | None = None) -> Flask:
@@ -35,11 +40,11 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
         SESSION_REFRESH_EACH_REQUEST=False,
         DARKROOM_STORAGE_ROOT=os.path.join(app.instance_path, "workspaces"),
         DARKROOM_LOCK_TYPE="file",
-        DARKROOM_RUNNER="darkroom",
-        DARKROOM_MAX_CHILDREN=imaging.default_max_children(),
-        DARKROOM_QUEUE_TIMEOUT=10.0,
-        DARKROOM_JOB_TIMEOUT=60.0,
-        DARKROOM_CHILD_MEMORY_MB=2048,
+        HANDOFF_MODE="warm",
+        HANDOFF_MAX_CHILDREN=default_max_children(),
+        HANDOFF_QUEUE_TIMEOUT=10.0,
+        HANDOFF_TIMEOUT=60.0,
+        HANDOFF_MEMORY_MB=2048,
         DARKROOM_MAX_PIXELS=60_000_000,
         DARKROOM_PLUGINS=[],
         DARKROOM_PROXY_HOPS=0,
@@ -69,12 +74,19 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     with sessions.schema_lock(app, db):
         Session(app)  # creates the sessions table if it is missing
 
-    job_log = logging.getLogger("darkroom")
-    if not job_log.handlers:  # one line per job, on stderr like Flask's own log
-        job_log.addHandler(default_handler)
-        job_log.setLevel(logging.INFO)
+    for name in ("darkroom", "handoff"):  # one line per job and per call, on stderr like Flask's own log
+        job_log = logging.getLogger(name)
+        if not job_log.handlers:
+            job_log.addHandler(default_handler)
+            job_log.setLevel(logging.INFO)
     imaging.load_plugins(app.config["DARKROOM_PLUGINS"])
-    jobs.init_runner(app)
+    app.config.update(
+        HANDOFF_STORAGE_ROOT=app.config["DARKROOM_STORAGE_ROOT"],
+        HANDOFF_LOCK_TYPE=app.config["DARKROOM_LOCK_TYPE"],
+        HANDOFF_PRELOAD=[*imaging.CHILD_PRELOAD, "web.seed_child"],
+        HANDOFF_REHEARSAL="imaging.job:rehearse",
+    )
+    handoff.init_app(app)
     uploads.init_app(app)
     security.init_app(app)
     errors.init_app(app)

@@ -8,7 +8,7 @@ threads = int(os.environ.get("DARKROOM_THREADS", 4))
 # Threads let one worker wait on several children at once; with one thread
 # the plain sync worker takes one request at a time.
 worker_class = "gthread" if threads > 1 else "sync"
-# Longer than the job timeout (DARKROOM_JOB_TIMEOUT, 60 s) plus the queue wait
+# Longer than the job timeout (HANDOFF_TIMEOUT, 60 s) plus the queue wait
 # (10 s), so gunicorn never kills a worker that is waiting for a child.
 timeout = int(os.environ.get("DARKROOM_WORKER_TIMEOUT", 120))
 graceful_timeout = 75

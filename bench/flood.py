@@ -83,7 +83,7 @@ def start_redis() -> tuple[subprocess.Popen, str]:
 
 
 def flood(env: dict[str, str], seconds: float, connections: int, payloads: list[tuple[str, bytes, str]]) -> dict:
-    env = {"FLASK_DARKROOM_MAX_CHILDREN": "2", **env}
+    env = {"FLASK_HANDOFF_MAX_CHILDREN": "2", **env}
     with Server("gunicorn", workers=2, threads=4, env=env) as server:
         statuses: collections.Counter[str] = collections.Counter()
         lock = threading.Lock()

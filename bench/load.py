@@ -24,9 +24,11 @@ from pathlib import Path
 
 from PIL import Image
 
-from imaging.processes import CHILD_GLIBC_TUNABLES
+from handoff._processes import CHILD_GLIBC_TUNABLES
 
 ROOT = Path(__file__).resolve().parent.parent
+#: The benchmark's names for the runners, and the HANDOFF_MODE each one is.
+MODES = {"darkroom": "warm", "spawn": "spawn", "pool": "pool", "inline": "inline"}
 BIN = Path(sys.executable).parent
 
 
@@ -101,11 +103,11 @@ class Server:
         self.tmp = Path(tempfile.mkdtemp(prefix="darkroom-bench-"))
         env = {
             **os.environ,
-            "FLASK_DARKROOM_RUNNER": self.runner,
+            "FLASK_HANDOFF_MODE": MODES[self.runner],
             "FLASK_SQLALCHEMY_DATABASE_URI": self.database_url or f"sqlite:///{self.tmp}/sessions.db",
             "FLASK_DARKROOM_STORAGE_ROOT": str(self.tmp / "workspaces"),
             "FLASK_SECRET_KEY": uuid.uuid4().hex,
-            "FLASK_DARKROOM_MAX_CHILDREN": "4",
+            "FLASK_HANDOFF_MAX_CHILDREN": "4",
             "DARKROOM_INSTANCE_PATH": str(self.tmp / "instance"),
             # One client sends every job here: the per-client limits would refuse a load test.
             "FLASK_DARKROOM_CLIENT_LIMITS": "false",

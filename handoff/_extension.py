@@ -126,7 +126,7 @@ class Handoff:
         if app.config["HANDOFF_LOCK_TYPE"] not in LOCK_TYPES:
             raise ValueError(f"HANDOFF_LOCK_TYPE must be one of {sorted(LOCK_TYPES)}")
         app.extensions["handoff"] = _State(app, self.session_id)
-        handlers = app.error_handler_spec.setdefault(None, {}).setdefault(None, {})
+        handlers = app.error_handler_spec[None][None]  # handlers by exception class, for the whole app
         for exc_class in (ChildFailed, Timeout, Busy):
             if exc_class not in handlers:  # the app's own handler, registered earlier, wins
                 app.register_error_handler(exc_class, _default_answer)

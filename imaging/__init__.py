@@ -1,26 +1,18 @@
-"""The Pillow pipeline and the child runner. Knows nothing of Flask."""
+"""The Pillow pipeline and Darkroom's image job. Knows nothing of Flask or of processes."""
 
 from .ops import DEFAULT_OPS, OPS, load_plugins
 from .pipeline import BadImage, TooManyPixels, extension, probe
-from .processes import mp_context
-from .runner import Busy, JobFailed, JobTimedOut, Runner, raise_for_result
-from .strategies import check_runner, create_runner, default_max_children
+
+#: What the forkserver imports once, so every child starts with the job and Pillow loaded.
+CHILD_PRELOAD = ["imaging.job", "PIL.Image", "PIL.JpegImagePlugin", "PIL.PngImagePlugin"]
 
 __all__ = [
+    "CHILD_PRELOAD",
     "DEFAULT_OPS",
     "OPS",
-    "Runner",
     "BadImage",
-    "Busy",
-    "JobFailed",
-    "JobTimedOut",
     "TooManyPixels",
-    "check_runner",
-    "create_runner",
-    "default_max_children",
     "extension",
     "load_plugins",
-    "mp_context",
     "probe",
-    "raise_for_result",
 ]

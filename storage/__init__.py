@@ -7,7 +7,6 @@ from .manifest import (
     find_job,
     load_manifest,
     record_job,
-    record_values,
     stored_bytes,
 )
 from .progress import clear_progress, running_jobs, write_progress
@@ -34,7 +33,6 @@ __all__ = [
     "load_manifest",
     "new_id",
     "record_job",
-    "record_values",
     "running_jobs",
     "stored_bytes",
     "write_progress",

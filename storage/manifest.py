@@ -1,8 +1,7 @@
 """The workspace manifest: the locked, atomically written source of truth.
 
-``manifest.json`` holds ``{"jobs": [...], "values": {...}}``. Jobs are the
-finished image jobs, oldest first; values are small strings a child hands back
-to the session. Every read-modify-write holds the workspace lock, and every
+``manifest.json`` holds ``{"jobs": [...]}``: the finished image jobs, oldest
+first. Every read-modify-write holds the workspace lock, and every
 write replaces the file atomically, so readers never see a torn manifest.
 """
 
@@ -23,7 +22,7 @@ Manifest = dict[str, Any]
 
 def empty_manifest() -> Manifest:
     """Return the manifest of a workspace with nothing in it."""
-    return {"jobs": [], "values": {}}
+    return {"jobs": []}
 
 
 def write_json_atomic(path: Path, data: Any, *, durable: bool = True) -> None:
@@ -92,11 +91,6 @@ def record_job(ws: Workspace, job: dict[str, Any]) -> Manifest:
         manifest["jobs"] = jobs
 
     return _update(ws, add)
-
-
-def record_values(ws: Workspace, values: dict[str, str]) -> Manifest:
-    """Merge small string values into the manifest for the parent to hand back."""
-    return _update(ws, lambda manifest: manifest["values"].update(values))
 
 
 def discard_job(ws: Workspace, job_id: str) -> bool:

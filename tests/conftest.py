@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from PIL import Image
 
 from app import create_app
+from handoff import Handoff
 
 PLUGINS = ["tests.faulty_ops"]
 POSTGRES_URL = os.environ.get("DARKROOM_TEST_POSTGRES_URL")
@@ -91,10 +92,8 @@ def make_app(tmp_path):
 
     yield make
     for app in apps:
-        _pid, runner = app.extensions["darkroom.runner"]
-        if runner is not None:
-            runner.close()
         with app.app_context():
+            Handoff.close()
             app.session_interface.client.engine.dispose()
 
 

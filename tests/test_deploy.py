@@ -161,7 +161,7 @@ def cluster(tmp_path_factory):
             "FLASK_DARKROOM_CLIENT_LIMITS": "true",
             "FLASK_DARKROOM_CLIENT_JOB_RATE": f"{JOB_RATE} per minute",
             "FLASK_RATELIMIT_STORAGE_URI": f"redis://127.0.0.1:{redis.port}",
-            "FLASK_DARKROOM_MAX_CHILDREN": "2",
+            "FLASK_HANDOFF_MAX_CHILDREN": "2",
             "DARKROOM_ACCESS_LOG": "-",
         }
         # Each Server has its own temporary directory and so its own instance folder.

@@ -97,8 +97,7 @@ def test_bomb_is_refused_before_any_child_starts(app, client, caplog):
     response = upload(client, png_bomb())
     assert response.status_code == 400
     assert "darkroom.jobs" not in {r.name for r in caplog.records}
-    _pid, runner = app.extensions["darkroom.runner"]
-    assert runner is None  # no child was ever needed
+    assert app.extensions["handoff"]._runner is None  # no child was ever needed
 
 
 def test_pixel_limit_comes_from_config(make_app):
@@ -170,7 +169,7 @@ FAULTS = {
 
 @pytest.mark.parametrize("op", FAULTS)
 def test_child_fault_is_a_clear_5xx_and_loses_nothing(make_app, op):
-    app = make_app(DARKROOM_CHILD_MEMORY_MB=512)
+    app = make_app(HANDOFF_MEMORY_MB=512)
     client = app.test_client()
     good = upload(client).get_json()["id"]
     response = upload(client, ops=["grayscale", op])
@@ -186,7 +185,7 @@ def test_child_fault_is_a_clear_5xx_and_loses_nothing(make_app, op):
 
 
 def test_child_past_its_time_limit_is_killed_with_504(make_app):
-    app = make_app(DARKROOM_JOB_TIMEOUT=1.0)
+    app = make_app(HANDOFF_TIMEOUT=1.0)
     client = app.test_client()
     good = upload(client).get_json()["id"]
     started = time.monotonic()
@@ -207,7 +206,7 @@ def test_fault_from_the_form_is_flashed(make_app):
 
 
 def test_too_many_jobs_wait_then_get_503_with_retry_after(make_app):
-    app = make_app(DARKROOM_MAX_CHILDREN=1, DARKROOM_QUEUE_TIMEOUT=0.2)
+    app = make_app(HANDOFF_MAX_CHILDREN=1, HANDOFF_QUEUE_TIMEOUT=0.2)
     client = app.test_client()
     upload(client)  # create the session, so both requests share it
     cookie = client.get_cookie("session")

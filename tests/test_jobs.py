@@ -62,12 +62,14 @@ def test_png_with_alpha_keeps_alpha(client):
 
 
 def test_work_runs_in_a_child_process(client, caplog):
-    with caplog.at_level(logging.INFO, logger="darkroom.jobs"):
+    with caplog.at_level(logging.INFO):
         assert upload(client).status_code == 201
     [line] = [r.getMessage() for r in caplog.records if r.name == "darkroom.jobs"]
     child_pid = int(re.search(r"child_pid=(\d+)", line).group(1))
     assert child_pid != os.getpid()
-    assert re.search(r"status=ok .* exit=0 .* child_peak_rss_kb=\d+ runner=darkroom", line)
+    assert re.search(r"status=ok .* mode=warm", line)
+    [call] = [r.getMessage() for r in caplog.records if r.name == "handoff"]
+    assert re.search(rf"fn=imaging.job.run_job status=ok .* exit=0 child_pid={child_pid} child_peak_rss_kb=\d+", call)
 
 
 def test_manifest_on_disk_matches_the_session(db_app):
@@ -140,9 +142,9 @@ def test_progress_is_empty_when_nothing_runs(client):
     assert client.get("/api/progress").get_json() == {"running": []}
 
 
-@pytest.mark.parametrize("runner", ["darkroom", "spawn", "pool", "inline"])
-def test_every_runner_produces_the_same_job(make_app, runner, caplog):
-    client = make_app(DARKROOM_RUNNER=runner).test_client()
+@pytest.mark.parametrize("mode", ["warm", "spawn", "pool", "inline"])
+def test_every_mode_produces_the_same_job(make_app, mode, caplog):
+    client = make_app(HANDOFF_MODE=mode).test_client()
     with caplog.at_level(logging.INFO, logger="darkroom.jobs"):
         response = upload(client, image_bytes((500, 400)), ops=["thumbnail", "invert"])
     assert response.status_code == 201
@@ -150,9 +152,9 @@ def test_every_runner_produces_the_same_job(make_app, runner, caplog):
     sizes = [(o["op"], o["width"], o["height"]) for o in job["outputs"]]
     assert sizes == [("thumbnail", 320, 256), ("invert", 500, 400)]
     assert session_jobs(client) == [job]
-    assert f"runner={runner}" in caplog.text
+    assert f"mode={mode}" in caplog.text
 
 
-def test_unknown_runner_is_refused_at_start(make_app):
-    with pytest.raises(ValueError, match="DARKROOM_RUNNER must be one of"):
-        make_app(DARKROOM_RUNNER="threads")
+def test_unknown_mode_is_refused_at_start(make_app):
+    with pytest.raises(ValueError, match="HANDOFF_MODE must be one of"):
+        make_app(HANDOFF_MODE="threads")

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from conftest import image_bytes, upload
 
 from app import create_app
+from handoff import Handoff
 
 
 def session_rows(app):
@@ -124,7 +125,8 @@ def test_one_switch_turns_the_client_limits_off(monkeypatch, tmp_path):
     )
     client = app.test_client()
     assert [upload(client, ops=["invert"]).status_code for _ in range(3)] == [201] * 3
-    app.extensions["darkroom.runner"][1].close()
+    with app.app_context():
+        Handoff.close()
 
 
 def test_refusals_from_clients_without_a_session_write_no_row(make_app):

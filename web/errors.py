@@ -16,6 +16,7 @@ from flask import (
 from flask_limiter import RateLimitExceeded
 from werkzeug.exceptions import HTTPException
 
+import handoff
 import imaging
 import storage
 
@@ -77,23 +78,37 @@ def _too_many(exc: RateLimitExceeded):
     return error_response(429, f"{exc.description} Please try again in {wait}.", {"Retry-After": str(seconds)})
 
 
+def child_failure_message(exc: handoff.ChildFailed) -> str:
+    """Say what happened in the child, without its details (they are in the log)."""
+    if exc.out_of_memory:
+        return f"The image needs more memory than a job may use ({current_app.config['HANDOFF_MEMORY_MB']} MB)."
+    if exc.type_name:
+        return f"Processing failed inside the image worker ({exc.type_name})."
+    if exc.exitcode is not None and exc.exitcode < 0:
+        return f"The image worker was killed by signal {-exc.exitcode}."
+    return exc.message
+
+
 def _unexpected(exc: Exception):
     current_app.logger.exception("unhandled error", exc_info=exc)
     return error_response(500, MESSAGES[500])
 
 
 def init_app(app: Flask) -> None:
-    """Register the error handlers: imaging/storage exceptions map to HTTP here only."""
+    """Register the error handlers: handoff/imaging/storage exceptions map to HTTP here only."""
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(RateLimitExceeded, _too_many)
     app.register_error_handler(imaging.BadImage, lambda e: error_response(400, str(e)))
     app.register_error_handler(
-        imaging.Busy,
+        handoff.Busy,
         lambda e: error_response(
             503, "The server is busy with other images; please try again in a few seconds.",
-            {"Retry-After": "5"},
+            {"Retry-After": str(e.retry_after)},
         ),
     )
-    app.register_error_handler(imaging.JobFailed, lambda e: error_response(e.status_code, e.message))
+    app.register_error_handler(
+        handoff.Timeout, lambda e: error_response(504, f"The job took longer than {e.timeout:g} s and was stopped.")
+    )
+    app.register_error_handler(handoff.ChildFailed, lambda e: error_response(500, child_failure_message(e)))
     app.register_error_handler(storage.NotFound, lambda e: error_response(404, MESSAGES[404]))
     app.register_error_handler(Exception, _unexpected)

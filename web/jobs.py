@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import time
@@ -10,7 +11,6 @@ from typing import Any
 
 from flask import (
     Blueprint,
-    Flask,
     abort,
     current_app,
     flash,
@@ -22,8 +22,10 @@ from flask import (
     url_for,
 )
 
+import handoff
 import imaging
 import storage
+from imaging.job import run_job
 
 from . import limits
 from .errors import wants_json
@@ -33,33 +35,16 @@ from .uploads import keep_upload
 bp = Blueprint("jobs", __name__)
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-RUNNER_KEY = "darkroom.runner"
+log = logging.getLogger("darkroom.jobs")
 
 
-def init_runner(app: Flask) -> None:
-    """Validate the runner config now; the runner itself starts lazily in each process."""
-    imaging.check_runner(app.config["DARKROOM_RUNNER"])
-    app.extensions[RUNNER_KEY] = (None, None)
-
-
-def get_runner() -> imaging.Runner:
-    """Return this process's runner, creating it on first use.
-
-    Created per process id: a pre-fork server (gunicorn) imports the app in
-    its master, and children must never be shared across a fork.
-    """
-    pid, runner = current_app.extensions[RUNNER_KEY]
-    if pid != os.getpid() or runner is None:
-        config = current_app.config
-        runner = imaging.create_runner(
-            config["DARKROOM_RUNNER"],
-            config["DARKROOM_MAX_CHILDREN"],
-            config["DARKROOM_QUEUE_TIMEOUT"],
-            config["DARKROOM_JOB_TIMEOUT"],
-        )
-        current_app.extensions[RUNNER_KEY] = (os.getpid(), runner)
-        runner.warm_up()
-    return runner
+def log_job(spec: dict[str, Any], result: dict[str, Any], seconds: float) -> None:
+    """One line per finished job (the child's own figures are on handoff's line)."""
+    log.info(
+        "job %s ops=%s status=%s duration_ms=%.1f child_pid=%s mode=%s web_pid=%s",
+        spec["job_id"], ",".join(spec["ops"]), result["status"], seconds * 1000, result.get("pid"),
+        current_app.config["HANDOFF_MODE"], os.getpid(),
+    )
 
 
 def display_name(filename: str | None) -> str:
@@ -123,7 +108,7 @@ def accept_upload(ws: storage.Workspace, job_id: str) -> dict[str, Any]:
 @bp.get("/")
 def index():
     """Show the upload form and the session's gallery, newest job first."""
-    get_runner()  # a visitor is about to upload: have children waiting by then
+    handoff.Handoff.warm_up()  # a visitor is about to upload: have children waiting by then
     ws = current_workspace()
     # The page polls /api/progress while its first upload runs: the session
     # must name the workspace before that upload's response saves it.
@@ -155,18 +140,21 @@ def create():
         "created": datetime.now(UTC).isoformat(timespec="milliseconds"),
         "started": started,
         "max_pixels": current_app.config["DARKROOM_MAX_PIXELS"],
-        "memory_limit_mb": current_app.config["DARKROOM_CHILD_MEMORY_MB"],
         "plugins": current_app.config["DARKROOM_PLUGINS"],
     }
     try:
-        result = get_runner().run(spec)
-        imaging.raise_for_result(result)
+        result = handoff.run(run_job, spec)
+        log_job(spec, result, time.time() - started)
+        if result["status"] == "bad_image":
+            raise imaging.BadImage(result["message"])
         # The child has been joined; the manifest now says what it finished.
         manifest = storage.load_manifest(ws)
         job = storage.find_job(manifest, job_id)
         if job is None:
-            raise imaging.JobFailed("The image worker finished without recording its results.")
-    except BaseException:
+            raise handoff.ChildFailed("The image worker finished without recording its results.")
+    except BaseException as exc:
+        if not isinstance(exc, imaging.BadImage):
+            log.warning("job %s ops=%s status=failed error=%s", job_id, ",".join(ops), type(exc).__name__)
         storage.discard_job(ws, job_id)
         raise
     storage.clear_progress(ws, job_id)

@@ -109,6 +109,11 @@ def current_workspace() -> storage.Workspace:
     return workspace_for(workspace_id)
 
 
+def workspace_id() -> str:
+    """The id of this session's workspace (where ``handoff`` keeps the session's call records)."""
+    return current_workspace().id
+
+
 def has_workspace() -> bool:
     """Whether this session has a workspace of its own yet."""
     return WORKSPACE_KEY in session
