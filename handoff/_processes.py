@@ -10,8 +10,9 @@ import threading
 import types
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
-from multiprocessing.context import BaseContext
+from multiprocessing.context import ForkServerContext, SpawnContext
 from multiprocessing.process import BaseProcess
+from typing import cast
 
 from ._child import Outcome
 
@@ -44,18 +45,20 @@ def main_imports() -> list[str]:
     return sorted(names)
 
 
-def mp_context(method: str = "forkserver", preload: Sequence[str] = ()) -> BaseContext:
+def mp_context(method: str = "forkserver", preload: Sequence[str] = ()) -> ForkServerContext | SpawnContext:
     """Return a multiprocessing context that never forks the threaded web process.
 
     The forkserver is started once per process, with ``preload`` imported.
     """
-    ctx = multiprocessing.get_context(method)
+    if method not in ("forkserver", "spawn"):
+        raise ValueError(f"a child must not be forked from the threaded web process: {method!r}")
+    ctx = cast(ForkServerContext | SpawnContext, multiprocessing.get_context(method))
     if method == "forkserver":
         _start_forkserver(ctx, preload)
     return ctx
 
 
-def _start_forkserver(ctx: BaseContext, preload: Sequence[str]) -> None:
+def _start_forkserver(ctx: ForkServerContext | SpawnContext, preload: Sequence[str]) -> None:
     # Once per process: later calls must not touch os.environ again while other threads run.
     global _forkserver_started_by
     with _forkserver_lock:

@@ -19,7 +19,7 @@ import concurrent.futures
 import threading
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
-from multiprocessing.context import BaseContext
+from multiprocessing.context import ForkServerContext, SpawnContext
 from multiprocessing.process import BaseProcess
 
 from . import _child
@@ -115,14 +115,14 @@ class WarmRunner(Runner):
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self._ctx: BaseContext | None = None
+        self._ctx: ForkServerContext | SpawnContext | None = None
         self._ctx_lock = threading.Lock()
         self._ready: list[tuple[BaseProcess, Connection]] = []
         self._changed = threading.Condition()
         self._refiller: threading.Thread | None = None
         self._closed = False
 
-    def _context(self) -> BaseContext:
+    def _context(self) -> ForkServerContext | SpawnContext:
         # Created on first use (usually in the refill thread): the first call
         # starts the forkserver, which takes a moment.
         with self._ctx_lock:

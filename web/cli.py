@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import click
 from flask import Flask, current_app
@@ -18,7 +19,7 @@ from .uploads import UPLOADS_DIR
 
 def delete_expired_sessions() -> int:
     """Delete expired session rows; return how many went."""
-    interface = current_app.session_interface
+    interface: Any = current_app.session_interface  # Flask-Session's SQLAlchemy interface
     model, db = interface.sql_session_model, interface.client
     # Flask-Session stores naive UTC expiry times.
     count = model.query.filter(model.expiry <= datetime.utcnow()).delete()
@@ -28,7 +29,7 @@ def delete_expired_sessions() -> int:
 
 def live_workspace_ids() -> set[str]:
     """Return the workspace ids named by the remaining session rows."""
-    interface = current_app.session_interface
+    interface: Any = current_app.session_interface  # Flask-Session's SQLAlchemy interface
     ids = set()
     for (data,) in interface.client.session.query(interface.sql_session_model.data):
         try:

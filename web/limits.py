@@ -112,6 +112,7 @@ def init_app(app: Flask) -> None:
             f"{human_size(current_app.config['DARKROOM_CLIENT_BYTES_PER_HOUR'])} for this hour."
         ),
     )
+    # Flask-Limiter's decorators are typed for async views too; these views are plain ones.
     for endpoint in CHILD_VIEWS:
-        app.view_functions[endpoint] = jobs(app.view_functions[endpoint])
-    app.view_functions["jobs.create"] = budget(app.view_functions["jobs.create"])
+        app.view_functions[endpoint] = jobs(app.view_functions[endpoint])  # type: ignore[assignment]
+    app.view_functions["jobs.create"] = budget(app.view_functions["jobs.create"])  # type: ignore[assignment]
