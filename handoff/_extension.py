@@ -39,7 +39,6 @@ DEFAULTS: dict[str, Any] = {
     "HANDOFF_LOCK_TYPE": "file",  # file (one machine), soft or strict (shared filesystems)
     "HANDOFF_PRELOAD": [],  # modules the forkserver imports once, for every child
     "HANDOFF_REHEARSAL": None,  # "module:function" a waiting child runs to warm itself up
-    "HANDOFF_SESSION_KEY": "_handoff",  # session key holding the id of the session's folder
 }
 OPTIONS = {key.removeprefix("HANDOFF_").lower(): key for key in DEFAULTS}
 
@@ -63,7 +62,6 @@ class _State:
         self.lock_type: str = config["HANDOFF_LOCK_TYPE"]
         self.preload = list(config["HANDOFF_PRELOAD"])
         self.rehearsal: str | None = config["HANDOFF_REHEARSAL"]
-        self.session_key: str = config["HANDOFF_SESSION_KEY"]
         self.custom_session_id = session_id
         self._lock = threading.Lock()
         self._runner: tuple[int, Runner] | None = None
@@ -75,20 +73,25 @@ class _State:
                 self._runner = (os.getpid(), runner)
             return self._runner[1]
 
-    def session_id(self, create: bool) -> str | None:
-        """The id of this session's folder (made and kept in the session if ``create``)."""
+    def session_id(self) -> str | None:
+        """The id of this session's folder: the app's ``session_id()``, or a server-side session's id.
+
+        Never stored in the session: a session handed to a child comes back
+        with the child's writes and nothing else.
+        """
         if self.custom_session_id is not None:
             return self.custom_session_id()
-        value = session.get(self.session_key)
-        if isinstance(value, str) and _ID.fullmatch(value):
-            return value
-        if not create:
-            return None
-        value = session[self.session_key] = secrets.token_hex(12)
-        return value
+        sid = getattr(session._get_current_object(), "sid", None)  # type: ignore[attr-defined]
+        return sid if isinstance(sid, str) and _ID.fullmatch(sid) else None
 
-    def folder(self, session_id: str) -> tuple[str, str]:
-        """The session's folder of call records and progress notes, and its lock file."""
+    def folder(self, session_id: str | None) -> tuple[str, str]:
+        """The folder of a session's call records and progress notes, and its lock file.
+
+        Without a session id (Flask's cookie sessions) records go to one shared
+        folder; they are per call either way.
+        """
+        if session_id is None:
+            return str(self.root / "calls"), str(self.root / "calls.lock")
         return str(self.root / session_id / "calls"), str(self.root / f"{session_id}.lock")
 
     def close(self) -> None:
@@ -104,7 +107,9 @@ class Handoff:
     ``Handoff(app)`` or ``handoff = Handoff()`` then ``handoff.init_app(app)``.
     ``session_id``, if given, returns the id of the current session's folder
     (an app with its own per-session workspaces can share them); otherwise a
-    random id is kept in the session under ``HANDOFF_SESSION_KEY``.
+    server-side session's ``sid`` (Flask-Session) is used. Progress notes
+    (``report``/``running``) need one of the two; returning values and
+    session writes work with any session.
     """
 
     def __init__(self, app: Flask | None = None, *, session_id: Callable[[], str] | None = None,
@@ -194,8 +199,7 @@ def run(fn: Callable[..., T], /, *args: Any, timeout: float | None = None, **kwa
     name = check_importable(fn)
     in_request = has_request_context()
     uses_session = in_request and any(_is_session(v) for v in (*args, *kwargs.values()))
-    session_id = state.session_id(create=uses_session) if in_request else None
-    folder, lock_path = state.folder(session_id) if session_id else (None, None)
+    folder, lock_path = state.folder(state.session_id()) if in_request else (None, None)
     call = Call(
         id=secrets.token_hex(12),
         fn=fn,
@@ -265,8 +269,8 @@ def _error(call: Call, outcome: Outcome, timeout: float, memory_mb: int | None) 
 def running() -> list[dict[str, Any]]:
     """Return the progress notes (``report(...)``) of this session's calls that are running now."""
     state = _state()
-    session_id = state.session_id(create=False)
-    if not session_id:
+    session_id = state.session_id()
+    if not session_id:  # progress is kept per session: there is no telling whose calls these are
         return []
     folder = Path(state.folder(session_id)[0])
     notes = []
