@@ -1,4 +1,11 @@
 import html
+import logging
+import pathlib
+import re
+import threading
+import time
+
+from conftest import upload
 
 
 def page_text(response):
@@ -39,3 +46,40 @@ def test_value_comes_back_through_a_pipe(client):
     assert "Initial Value: Hello initial!" in text
     assert "Value after function call: inside" in text
     assert "c_wchar_p" in text
+
+
+def test_clear_all_leaves_no_value_to_come_back(app, client):
+    client.get("/multi")
+    assert client.post("/session/clear").status_code == 303
+    text = page_text(client.get("/baseline"))
+    assert "inside_function" not in text.split("Session after function call")[0]
+    # Nothing of the call is left in the workspace for a later request to merge.
+    root = app.config["DARKROOM_STORAGE_ROOT"]
+    leftovers = [p for p in pathlib.Path(root).rglob("*") if p.is_file() and "inside" in p.read_text(errors="ignore")]
+    assert leftovers == []
+
+
+def test_multi_past_its_timeout_is_504(make_app):
+    client = make_app(HANDOFF_TIMEOUT=0).test_client()
+    response = client.get("/multi", headers={"Accept": "application/json"})
+    assert response.status_code == 504
+    assert response.get_json() == {"error": "The job took longer than 0 s and was stopped."}
+
+
+def test_value_goes_through_the_child_slots_and_the_log(make_app, caplog):
+    app = make_app(HANDOFF_MAX_CHILDREN=1, HANDOFF_QUEUE_TIMEOUT=0.2)
+    client = app.test_client()
+    with caplog.at_level(logging.INFO, logger="handoff"):
+        assert "Value after function call: inside" in page_text(client.get("/value"))
+    assert re.search(r"fn=web\.seed_child\.return_value status=ok .* child_pid=\d+", caplog.text)
+    client.get("/")  # the session names its workspace, so /api/progress can see the job
+    slow = threading.Thread(target=upload, args=(client,), kwargs={"ops": ["slow", "grayscale"]})
+    slow.start()
+    deadline = time.monotonic() + 10
+    while not client.get("/api/progress").get_json()["running"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    time.sleep(0.1)  # the note is written just before the job takes its slot
+    busy = app.test_client().get("/value", headers={"Accept": "application/json"})
+    slow.join()
+    assert busy.status_code == 503

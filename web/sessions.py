@@ -152,5 +152,11 @@ def keep_alive() -> None:
 
 
 def start_over() -> None:
-    """Give the session a new id (Flask-Session deletes the old row), so an id planted earlier stops working."""
+    """Forget everything but the (now empty) workspace, under a new session id.
+
+    Flask-Session deletes the old row, so an id planted in a browser earlier
+    stops working.
+    """
+    for key in [k for k in session if k != WORKSPACE_KEY]:
+        del session[key]
     current_app.session_interface.regenerate(session)  # type: ignore[attr-defined]
