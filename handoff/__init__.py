@@ -22,7 +22,8 @@ the system. Imports neither Pillow nor anything of the app that uses it.
 
 from ._child import report
 from ._extension import Handoff, check_importable, default_max_children, run, running
+from ._submit import Handle, handle, submit
 from .errors import Busy, ChildFailed, HandoffError, Timeout
 
-__all__ = ["Busy", "ChildFailed", "Handoff", "HandoffError", "Timeout", "check_importable",
-           "default_max_children", "report", "run", "running"]
+__all__ = ["Busy", "ChildFailed", "Handle", "Handoff", "HandoffError", "Timeout", "check_importable",
+           "default_max_children", "handle", "report", "run", "running", "submit"]

@@ -45,6 +45,7 @@ class Call:
     lock_type: str = "file"
     memory_mb: int | None = None
     fn_name: str = field(default="")
+    detached: bool = False  # submitted: the outcome is recorded for a later request
 
     @property
     def record_path(self) -> Path:
@@ -59,10 +60,15 @@ class Call:
     def lock(self) -> BaseFileLock:
         """The session's lock (a new, unacquired object)."""
         assert self.lock_path is not None
-        cls = LOCK_TYPES[self.lock_type]
-        if cls is SoftFileLock:
-            return cls(self.lock_path, timeout=30)
-        return cls(self.lock_path, timeout=30, preserve_lock_file=True)
+        return new_lock(self.lock_path, self.lock_type)
+
+
+def new_lock(path: str, lock_type: str) -> BaseFileLock:
+    """A new, unacquired lock of ``lock_type`` on ``path`` (whose file is kept, never deleted)."""
+    cls = LOCK_TYPES[lock_type]
+    if cls is SoftFileLock:  # its marker file is what holds the lock: it must go on release
+        return cls(path, timeout=30)
+    return cls(path, timeout=30, preserve_lock_file=True)
 
 
 class ChildSession(MutableMapping[str, Any]):
@@ -152,36 +158,53 @@ def failure(exc: BaseException) -> Outcome:
 
 
 def perform(call: Call) -> Outcome:
-    """Run the call here and return its outcome; record its session writes if it succeeded."""
+    """Run the call here and return its outcome.
+
+    Its session writes are recorded if it succeeded; a detached call
+    (``submit``) records its whole outcome, success or not, for a later request.
+    """
     global _current
     _current = call
+    sessions: list[ChildSession] = []
+
+    def bind(value: Any) -> Any:
+        if isinstance(value, SessionArgument):
+            sessions.append(ChildSession(call.session or {}))
+            return sessions[-1]
+        return value
+
     try:
         if call.memory_mb:
             limit_memory(call.memory_mb)
-        sessions: list[ChildSession] = []
-
-        def bind(value: Any) -> Any:
-            if isinstance(value, SessionArgument):
-                sessions.append(ChildSession(call.session or {}))
-                return sessions[-1]
-            return value
-
-        args = [bind(a) for a in call.args]
-        kwargs = {k: bind(v) for k, v in call.kwargs.items()}
-        value = call.fn(*args, **kwargs)
-        if sessions and call.folder is not None:
-            record: dict[str, Any] = {"call": call.id, "set": {}, "deleted": []}
-            for child_session in sessions:
-                writes = child_session.writes()
-                record["set"].update(writes["set"])
-                record["deleted"] += writes["deleted"]
-            with call.lock():
-                write_json(call.record_path, record)
+        value = call.fn(*[bind(a) for a in call.args], **{k: bind(v) for k, v in call.kwargs.items()})
+        outcome: Outcome = {"status": "ok", "value": value}
     except BaseException as exc:  # reported to the parent, which raises ChildFailed
-        return {**failure(exc), "pid": os.getpid(), "peak_rss_kb": peak_rss_kb()}
+        outcome = failure(exc)
     finally:
         _current = None
-    return {"status": "ok", "value": value, "pid": os.getpid(), "peak_rss_kb": peak_rss_kb()}
+    if call.folder is not None and (call.detached or (sessions and outcome["status"] == "ok")):
+        try:
+            write_record(call, sessions, outcome)
+        except Exception as exc:  # e.g. a session value JSON cannot hold
+            outcome = failure(exc)
+            if call.detached:
+                write_record(call, [], outcome)
+    return {**outcome, "pid": os.getpid(), "peak_rss_kb": peak_rss_kb()}
+
+
+def write_record(call: Call, sessions: list[ChildSession], outcome: Outcome) -> None:
+    """Write the call's record: the session writes of a successful call, and for a detached call its outcome."""
+    record: dict[str, Any] = {"call": call.id, "fn": call.fn_name, "set": {}, "deleted": []}
+    if outcome["status"] == "ok":
+        for child_session in sessions:
+            writes = child_session.writes()
+            record["set"].update(writes["set"])
+            record["deleted"] += writes["deleted"]
+    if call.detached:
+        record["outcome"] = outcome
+    text = json.dumps(record)  # fails here, before anything is written, if JSON cannot hold a value
+    with call.lock():
+        write_json(call.record_path, json.loads(text))
 
 
 def send(conn: Connection, outcome: Outcome) -> None:

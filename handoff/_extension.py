@@ -225,7 +225,7 @@ def run(fn: Callable[..., T], /, *args: Any, timeout: float | None = None, **kwa
         return outcome["value"]
     if folder:
         call.record_path.unlink(missing_ok=True)  # a failed call's writes are never applied
-    raise _error(call, outcome, limit, state.memory_mb)
+    raise _error(call.fn_name, outcome, limit, state.memory_mb)
 
 
 def _log(call: Call, outcome: Outcome, mode: str, started: float) -> None:
@@ -251,16 +251,16 @@ def _merge(call: Call) -> None:
         session.pop(key, None)
 
 
-def _error(call: Call, outcome: Outcome, timeout: float, memory_mb: int | None) -> HandoffError:
+def _error(fn_name: str, outcome: Outcome, timeout: float, memory_mb: int | None) -> HandoffError:
     status, exitcode = outcome["status"], outcome.get("exitcode")
     if status == "timeout":
         return Timeout(f"The call took longer than {timeout:g} s and was stopped.", timeout=timeout)
     if status == "raised":
         if outcome["type"] == "MemoryError":
             limit = f" ({memory_mb} MB)" if memory_mb else ""
-            message = f"{call.fn_name} needed more memory than a call may use{limit}."
+            message = f"{fn_name} needed more memory than a call may use{limit}."
         else:
-            message = f"{call.fn_name} raised {outcome['type']}: {outcome['detail']}"
+            message = f"{fn_name} raised {outcome['type']}: {outcome['detail']}"
         return ChildFailed(message, type_name=outcome["type"], detail=outcome["detail"],
                            traceback=outcome.get("traceback"), exitcode=exitcode)
     return ChildFailed(describe_exit(exitcode), exitcode=exitcode)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from multiprocessing.context import ForkServerContext, SpawnContext
 from multiprocessing.process import BaseProcess
@@ -47,6 +47,22 @@ class Runner:
             return self._run(call, timeout)
         finally:
             self._slots.release()
+
+    def start(self, call: Call, timeout: float, finished: Callable[[Outcome], None]) -> None:
+        """Take a slot now (or raise Busy), make the call in a background thread, pass its outcome on."""
+        if not self._slots.acquire(timeout=self.queue_timeout):
+            raise Busy(f"All {self.max_children} child slots stayed busy for {self.queue_timeout:g} s.")
+
+        def background() -> None:
+            try:
+                outcome = self._run(call, timeout)
+            except Exception as exc:  # the thread must not die silently
+                outcome = {"status": "died", "exitcode": None, "detail": repr(exc)}
+            finally:
+                self._slots.release()
+            finished(outcome)
+
+        threading.Thread(target=background, name=f"handoff-call-{call.id}", daemon=True).start()
 
     def _run(self, call: Call, timeout: float) -> Outcome:
         raise NotImplementedError

@@ -1,0 +1,166 @@
+"""``submit``: work longer than a request, collected by a later request on any worker or node.
+
+A submitted call leaves three files in the session's folder: a lease written
+by the web process (who runs it, and until when it may), progress notes, and
+the record the child writes when it ends (its value or error, and its session
+writes). The web process writes the record itself if the child dies or is
+killed first. ``Handle.result()`` in any later request of the session reads
+the record, applies the writes to ``flask.session`` and removes all three.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flask import has_request_context, session
+
+from ._child import Call, Outcome, SessionArgument, new_lock, write_json
+from ._extension import _ID, _error, _is_session, _log, _state, check_importable
+from .errors import ChildFailed
+
+#: How long after its deadline a call with no record counts as lost (its web process died).
+LEASE_GRACE = 10.0
+
+
+@dataclass(frozen=True)
+class Handle:
+    """A submitted call: ``done()``, ``progress()``, ``result(timeout)``."""
+
+    id: str
+    folder: str
+    lock_path: str
+    lock_type: str
+    memory_mb: int | None = None
+
+    def _path(self, suffix: str) -> Path:
+        return Path(self.folder) / f"{self.id}{suffix}"
+
+    @property
+    def record_path(self) -> Path:
+        return self._path(".json")
+
+    @property
+    def progress_path(self) -> Path:
+        return self._path(".progress.json")
+
+    @property
+    def lease_path(self) -> Path:
+        return self._path(".lease.json")
+
+    def _lease(self) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.lease_path.read_text(encoding="utf-8"))
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def _lost(self) -> bool:
+        lease = self._lease()
+        return lease is None or time.time() > lease["deadline"] + LEASE_GRACE
+
+    def done(self) -> bool:
+        """Whether the call has ended (or was lost with the process that ran it)."""
+        return self.record_path.exists() or self._lost()
+
+    def progress(self) -> dict[str, Any] | None:
+        """The call's latest ``report(...)``, or None."""
+        try:
+            return json.loads(self.progress_path.read_text(encoding="utf-8"))
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def result(self, timeout: float | None = 0.0) -> Any:
+        """Wait up to ``timeout`` seconds (None: forever) for the call, then collect it.
+
+        Returns its value and applies its session writes to ``flask.session``
+        (in a request); raises what ``run`` would, or ``TimeoutError`` if it has
+        not finished yet. A call is collected once: its files are removed.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.record_path.exists():
+            if self._lost():
+                self._forget()
+                raise ChildFailed("The call was lost: the process that ran it stopped before it finished.")
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"call {self.id} has not finished")
+            time.sleep(0.05)
+        with new_lock(self.lock_path, self.lock_type):
+            record = json.loads(self.record_path.read_text(encoding="utf-8"))
+            self._forget()
+        outcome: Outcome = record["outcome"]
+        if outcome["status"] != "ok":
+            raise _error(record.get("fn", ""), outcome, outcome.get("timeout", 0.0), self.memory_mb)
+        if has_request_context():
+            for key, value in record["set"].items():
+                session[key] = value
+            for key in record["deleted"]:
+                session.pop(key, None)
+        return outcome["value"]
+
+    def _forget(self) -> None:
+        for path in (self.record_path, self.progress_path, self.lease_path):
+            path.unlink(missing_ok=True)
+
+
+def submit(fn: Callable[..., Any], /, *args: Any, timeout: float | None = None, **kwargs: Any) -> Handle:
+    """Start ``fn(*args, **kwargs)`` in a child and return its Handle at once.
+
+    Like ``run``, with ``flask.session`` as an argument the child's writes
+    come back, here to the session of whichever request collects the result
+    (``handle(id).result()``; keep ``handle.id``, e.g. in the session).
+    Raises Busy if no child slot frees within the queue timeout.
+    """
+    state = _state()
+    name = check_importable(fn)
+    if not has_request_context():
+        raise RuntimeError("handoff.submit() needs a request: its result is collected by the session")
+    uses_session = any(_is_session(v) for v in (*args, *kwargs.values()))
+    folder, lock_path = state.folder(state.session_id())
+    limit = state.timeout if timeout is None else timeout
+    call = Call(
+        id=secrets.token_hex(12), fn=fn,
+        args=tuple(SessionArgument() if _is_session(a) else a for a in args),
+        kwargs={k: SessionArgument() if _is_session(v) else v for k, v in kwargs.items()},
+        session=dict(session) if uses_session else None,
+        folder=folder, lock_path=lock_path, lock_type=state.lock_type, memory_mb=state.memory_mb, fn_name=name,
+        detached=True,
+    )
+    handle = Handle(call.id, folder, lock_path, state.lock_type, state.memory_mb)
+    lease = {"call": call.id, "fn": name, "host": socket.gethostname(), "pid": os.getpid(),
+             "deadline": time.time() + state.queue_timeout + limit}
+    write_json(handle.lease_path, lease)
+    started = time.perf_counter()
+
+    def finished(outcome: Outcome) -> None:
+        _log(call, outcome, state.mode, started)
+        if outcome["status"] in ("timeout", "died") and not call.record_path.exists():
+            # The child could not write its record: the web process writes it.
+            with call.lock():
+                write_json(call.record_path, {"call": call.id, "fn": name, "set": {}, "deleted": [],
+                                              "outcome": {**outcome, "timeout": limit}})
+
+    try:
+        state.runner().start(call, limit, finished)
+    except BaseException:
+        handle._forget()
+        raise
+    return handle
+
+
+def handle(call_id: str) -> Handle:
+    """The Handle of a call this session submitted earlier (on any worker or node); KeyError if there is none."""
+    state = _state()
+    folder, lock_path = state.folder(state.session_id())
+    if not _ID.fullmatch(call_id):
+        raise KeyError(call_id)
+    found = Handle(call_id, folder, lock_path, state.lock_type, state.memory_mb)
+    if not (found.record_path.exists() or found.lease_path.exists()):
+        raise KeyError(call_id)
+    return found

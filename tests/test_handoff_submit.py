@@ -1,0 +1,138 @@
+"""handoff.submit: started by one worker, collected by another; faults on the way."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from handoff_submit_app import create_app
+
+import handoff
+from bench.load import Client, free_port
+
+SECRET = "shared by both workers"
+
+
+@pytest.fixture
+def workers(tmp_path):
+    """Two apps on one storage root and one secret: what two workers or nodes of a site are."""
+    apps = [create_app(str(tmp_path / "root"), SECRET) for _ in range(2)]
+    yield apps
+    for app in apps:
+        with app.app_context():
+            handoff.Handoff.close()
+
+
+def files(tmp_path):
+    root = tmp_path / "root"
+    return sorted(p.name for p in root.rglob("*") if p.is_file() and p.suffix != ".lock") if root.exists() else []
+
+
+def clients(workers):
+    a = workers[0].test_client()
+    a.post("/session", json={"outside_function": "outside"})
+    b = workers[1].test_client()
+    b.set_cookie("session", a.get_cookie("session").value)
+    return a, b
+
+
+def wait_done(client, call_id, timeout=20):
+    deadline = time.monotonic() + timeout
+    while not client.get(f"/status/{call_id}").get_json()["done"]:
+        assert time.monotonic() < deadline, "the call did not end"
+        time.sleep(0.05)
+
+
+def test_submitted_on_one_worker_collected_on_another(workers, tmp_path):
+    a, b = clients(workers)
+    call_id = a.post("/submit/write_to_session", json=["$session"]).get_json()["id"]
+    body = b.post(f"/result/{call_id}?wait=20").get_json()
+    assert body["value"] is None
+    assert {"outside_function": "outside", "inside_function": "inside"}.items() <= body["session"].items()
+    assert files(tmp_path) == []  # lease, progress and record gone once collected
+    assert b.post(f"/result/{call_id}").status_code == 404  # collected once
+
+
+def test_progress_and_done_are_visible_from_another_worker(workers):
+    a, b = clients(workers)
+    call_id = a.post("/submit/steps", json=[3, 0.3]).get_json()["id"]
+    seen = set()
+    while not (status := b.get(f"/status/{call_id}").get_json())["done"]:
+        if status["progress"]:
+            seen.add(status["progress"]["step"])
+        time.sleep(0.05)
+    assert {"step 1", "step 2", "step 3"} <= seen
+    assert b.post(f"/result/{call_id}").get_json()["value"] == 3
+
+
+def test_an_unfinished_call_says_so_and_a_stranger_cannot_collect_it(workers):
+    a, b = clients(workers)
+    call_id = a.post("/submit/steps", json=[2, 0.5]).get_json()["id"]
+    assert b.post(f"/result/{call_id}").status_code == 202
+    stranger = workers[1].test_client()
+    assert stranger.post(f"/result/{call_id}").status_code == 404  # another session's folder
+    assert b.post(f"/result/{call_id}?wait=20").get_json()["value"] == 2
+
+
+def test_failures_reach_the_collecting_request(workers):
+    a, b = clients(workers)
+    raised = a.post("/submit/boom").get_json()["id"]
+    wait_done(b, raised)
+    response = b.post(f"/result/{raised}")
+    assert (response.status_code, response.get_data(as_text=True)) == (
+        500, "handoff_fns.boom raised ValueError: secret sauce")
+
+
+def test_a_killed_child_and_a_timeout_are_recorded_by_the_web_process(workers, tmp_path):
+    a, b = clients(workers)
+    pid_file = tmp_path / "pid"
+    killed = a.post("/submit/sleep_and_note", json=[30, str(pid_file)]).get_json()["id"]
+    while not pid_file.exists():
+        time.sleep(0.02)
+    os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    wait_done(b, killed)
+    assert b.post(f"/result/{killed}").get_data(as_text=True) == "The child process was killed by signal 9."
+    slow = a.post("/submit/sleep_and_note?timeout=0.5", json=[30, str(tmp_path / "pid2")]).get_json()["id"]
+    wait_done(b, slow)
+    response = b.post(f"/result/{slow}")
+    assert (response.status_code, response.get_data(as_text=True)) == (
+        504, "The call took longer than 0.5 s and was stopped.")
+    assert files(tmp_path) == []
+
+
+def test_a_call_whose_server_died_is_reported_lost(workers, tmp_path):
+    """SIGKILL the whole server (web process, forkserver, child): no record is ever written."""
+    port = free_port()
+    env = {**os.environ, "HANDOFF_TEST_ROOT": str(tmp_path / "root"), "HANDOFF_TEST_SECRET": SECRET,
+           "HANDOFF_TEST_TIMEOUT": "1", "HANDOFF_TEST_QUEUE_TIMEOUT": "0.5",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.getcwd()])}
+    server = subprocess.Popen([Path(sys.executable).parent / "flask", "--app", "handoff_submit_app", "run",
+                               "--port", str(port)], cwd=Path(__file__).parent, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        remote = Client(port)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                status, body = remote.request("POST", "/submit/sleep_and_note", b'[30, "/dev/null"]',
+                                              {"Content-Type": "application/json"})
+                break
+            except OSError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        assert status == 202
+        call_id = json.loads(body)["id"]
+    finally:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+    b = workers[1].test_client()
+    b.set_cookie("session", remote.cookie.split("=", 1)[1])
+    assert b.get(f"/status/{call_id}").get_json()["done"] is False  # within its lease
+    wait_done(b, call_id, timeout=30)
+    response = b.post(f"/result/{call_id}")
+    assert response.status_code == 500
+    assert "the process that ran it stopped" in response.get_data(as_text=True)
