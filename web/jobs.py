@@ -159,6 +159,7 @@ def create():
         raise
     storage.clear_progress(ws, job_id)
     sync_jobs(ws, manifest)
+    keep_alive()
     g.stored_bytes = source["bytes"] + sum(o["bytes"] for o in job["outputs"])
     if wants_json():
         return jsonify(job_json(job)), 201
@@ -206,6 +207,7 @@ def clear():
         storage.clear_jobs(ws)
         sync_jobs(ws, storage.load_manifest(ws))
         start_over()
+        keep_alive()
     if wants_json():
         return {"jobs": []}
     if had_jobs:

@@ -147,7 +147,10 @@ def keep_alive() -> None:
     stale copy cannot overwrite a newer one); marking it seen at most once an
     hour renews the row's expiry and the cookie's at the cost of one write.
     """
-    if has_workspace() and session.get(SEEN_KEY, 0) < time.time() - KEEP_ALIVE_SECONDS:
+    if not has_workspace():
+        return
+    # A session saved anyway (modified) gets its new expiry for free: note it, so the next look does not write.
+    if session.modified or session.get(SEEN_KEY, 0) < time.time() - KEEP_ALIVE_SECONDS:
         session[SEEN_KEY] = int(time.time())
 
 
