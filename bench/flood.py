@@ -14,20 +14,18 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import io
 import os
 import shutil
-import socket
 import sqlite3
-import subprocess
-import tempfile
 import threading
 import time
 import uuid
 
 from PIL import Image
 
-from bench.load import Client, Server, free_port
+from bench.load import Client, RedisServer, Server
 
 OPS = ["thumbnail", "grayscale", "blur", "sharpen", "edges", "sepia", "rotate", "invert"]
 
@@ -61,25 +59,6 @@ def multipart(image: bytes, ops: list[str]) -> tuple[bytes, str]:
 
 def stored_bytes(root: str) -> int:
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(root) for f in files)
-
-
-def start_redis() -> tuple[subprocess.Popen, str]:
-    """A throw-away redis-server on a free port; returns it and its URL."""
-    port = free_port()
-    proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", tempfile.gettempdir()],
-        stdout=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return proc, f"redis://127.0.0.1:{port}"
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
 
 
 def flood(env: dict[str, str], seconds: float, connections: int, payloads: list[tuple[str, bytes, str]]) -> dict:
@@ -127,26 +106,20 @@ def main() -> None:
     for name, body, _ in payloads:
         print(f"payload: {name}: {len(body):,} bytes per request")
     runs = [("client limits on, memory:// (per worker)", {"FLASK_DARKROOM_CLIENT_LIMITS": "true"})]
-    redis = None
-    if shutil.which("redis-server"):
-        redis, url = start_redis()
-        runs.append(("client limits on, Redis shared by the workers",
-                     {"FLASK_DARKROOM_CLIENT_LIMITS": "true", "FLASK_RATELIMIT_STORAGE_URI": url}))
-    else:
-        print("redis-server not found: skipping the shared-counter run (apt-get install redis-server)")
-    runs.append(("client limits off", {"FLASK_DARKROOM_CLIENT_LIMITS": "false"}))
-    try:
+    with contextlib.ExitStack() as stack:
+        if shutil.which("redis-server"):
+            redis = stack.enter_context(RedisServer())
+            runs.append(("client limits on, Redis shared by the workers",
+                         {"FLASK_DARKROOM_CLIENT_LIMITS": "true", "FLASK_RATELIMIT_STORAGE_URI": redis.url}))
+        else:
+            print("redis-server not found: skipping the shared-counter run (apt-get install redis-server)")
+        runs.append(("client limits off", {"FLASK_DARKROOM_CLIENT_LIMITS": "false"}))
         for title, env in runs:
             result = flood(env, args.seconds, args.connections, payloads)
             print(f"\n{title}: {args.seconds:g} s, {args.connections} connections, one address")
             for key, count in result["statuses"].items():
                 print(f"  {count:5d} × {key}")
             print(f"  stored: {result['stored'] / 1024**2:,.1f} MB; session rows: {result['rows']}")
-    finally:
-        if redis is not None:
-            redis.terminate()
-            redis.wait()
-
 
 if __name__ == "__main__":
     main()

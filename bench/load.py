@@ -50,6 +50,43 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_for_port(port: int, what: str, seconds: float = 10) -> None:
+    """Wait until something accepts connections on ``port`` of this machine; RuntimeError after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{what} did not start listening on port {port}") from None
+            time.sleep(0.05)
+
+
+@dataclass
+class RedisServer:
+    """A throw-away redis-server on a free local port, keeping nothing on disk."""
+
+    port: int = field(default_factory=free_port)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> RedisServer:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", tempfile.gettempdir()],
+            stdout=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port, "redis-server")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
 def rss_kb(pid: int) -> int:
     """Return a process's resident set size in KiB, from /proc."""
     with open(f"/proc/{pid}/status") as f:

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from conftest import expect_visible, image_bytes, postgres_database, require
 
-from bench.load import Client, Server, free_port
+from bench.load import Client, RedisServer, Server, free_port, wait_for_port
 
 pytestmark = pytest.mark.deploy
 
@@ -83,15 +83,9 @@ class Nginx:
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
         check = subprocess.run([nginx, "-t", "-c", self.tmp / "nginx.conf"], capture_output=True, text=True)
         assert check.returncode == 0, check.stderr
-        self.proc = subprocess.Popen([nginx, "-c", self.tmp / "nginx.conf"], stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return self
-            except OSError:
-                assert time.monotonic() < deadline, self.proc.stderr.read().decode()
-                time.sleep(0.05)
+        self.proc = subprocess.Popen([nginx, "-c", self.tmp / "nginx.conf"])
+        wait_for_port(self.port, "nginx")
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.proc.send_signal(signal.SIGQUIT)
@@ -100,31 +94,6 @@ class Nginx:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-
-
-@dataclass
-class Redis:
-    tmp: Path
-
-    def __enter__(self) -> Redis:
-        self.port = free_port()
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.tmp)],
-            stdout=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return self
-            except OSError:
-                assert time.monotonic() < deadline, "redis-server did not start"
-                time.sleep(0.05)
-
-    def __exit__(self, *exc: object) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
 
 
 @dataclass
@@ -151,7 +120,7 @@ class Cluster:
 def cluster(tmp_path_factory):
     needs("nginx", "redis-server", "openssl")
     tmp = tmp_path_factory.mktemp("cluster")
-    with postgres_database() as database_url, Redis(tmp) as redis:
+    with postgres_database() as database_url, RedisServer() as redis:
         env = {
             "FLASK_SECRET_KEY": uuid.uuid4().hex,
             "FLASK_DARKROOM_STORAGE_ROOT": str(tmp / "shared-storage"),
@@ -160,7 +129,7 @@ def cluster(tmp_path_factory):
             "FLASK_PREFERRED_URL_SCHEME": "https",
             "FLASK_DARKROOM_CLIENT_LIMITS": "true",
             "FLASK_DARKROOM_CLIENT_JOB_RATE": f"{JOB_RATE} per minute",
-            "FLASK_RATELIMIT_STORAGE_URI": f"redis://127.0.0.1:{redis.port}",
+            "FLASK_RATELIMIT_STORAGE_URI": redis.url,
             "FLASK_HANDOFF_MAX_CHILDREN": "2",
             "DARKROOM_ACCESS_LOG": "-",
         }
