@@ -18,6 +18,7 @@ from __future__ import annotations
 import concurrent.futures
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from multiprocessing.connection import Connection
 from multiprocessing.context import ForkServerContext, SpawnContext
 from multiprocessing.process import BaseProcess
@@ -78,8 +79,6 @@ class InlineRunner(Runner):
     """Makes the call in the web process: no isolation, no memory limit."""
 
     def _run(self, call: Call, timeout: float) -> Outcome:
-        from dataclasses import replace
-
         return {**_child.perform(replace(call, memory_mb=None)), "exitcode": None}
 
 
