@@ -11,6 +11,7 @@ from flask_session import Session
 from flask_sqlalchemy import SQLAlchemy
 
 import imaging
+import storage
 from handoff import Handoff, default_max_children
 from web import cli, errors, files, jobs, limits, security, seed, sessions, uploads
 
@@ -80,6 +81,9 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
             job_log.addHandler(default_handler)
             job_log.setLevel(logging.INFO)
     imaging.load_plugins(app.config["DARKROOM_PLUGINS"])
+    if app.config["DARKROOM_LOCK_TYPE"] not in storage.LOCK_TYPES:
+        raise ValueError(f"DARKROOM_LOCK_TYPE must be one of {sorted(storage.LOCK_TYPES)}, "
+                         f"not {app.config['DARKROOM_LOCK_TYPE']!r}")
     app.config.update(
         HANDOFF_STORAGE_ROOT=app.config["DARKROOM_STORAGE_ROOT"],
         HANDOFF_LOCK_TYPE=app.config["DARKROOM_LOCK_TYPE"],

@@ -18,9 +18,11 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from filelock import BaseFileLock, FileLock, SoftFileLock, StrictSoftFileLock
+from filelock import BaseFileLock, FileLock, SoftFileLock
 
-LOCK_TYPES: dict[str, type[BaseFileLock]] = {"file": FileLock, "soft": SoftFileLock, "strict": StrictSoftFileLock}
+#: ``file``: the kernel's flock (one machine); ``soft``: an existence lock for shared
+#: filesystems, reclaimed from a dead holder by its PID.
+LOCK_TYPES: dict[str, type[BaseFileLock]] = {"file": FileLock, "soft": SoftFileLock}
 Outcome = dict[str, Any]
 
 

@@ -36,7 +36,7 @@ DEFAULTS: dict[str, Any] = {
     "HANDOFF_TIMEOUT": 60.0,  # seconds a call may take before Timeout
     "HANDOFF_MEMORY_MB": None,  # address-space limit (RLIMIT_AS) of each child; None: no limit
     "HANDOFF_STORAGE_ROOT": None,  # where session records live; None: <instance>/handoff
-    "HANDOFF_LOCK_TYPE": "file",  # file (one machine), soft or strict (shared filesystems)
+    "HANDOFF_LOCK_TYPE": "file",  # file (one machine) or soft (shared filesystems)
     "HANDOFF_PRELOAD": [],  # modules the forkserver imports once, for every child
     "HANDOFF_REHEARSAL": None,  # "module:function" a waiting child runs to warm itself up
 }

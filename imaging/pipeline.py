@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,9 +15,11 @@ from .ops import OPS, THUMBNAIL_BOX
 FORMATS = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp"}
 JPEG_QUALITY = 85
 
-# Darkroom refuses every image over its limit itself (see _check_pixels), so
-# Pillow's warning for the band between the limit and twice it is noise.
-warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+# Darkroom refuses every image over its limit itself, from the header and
+# before any pixel is decoded (_check_pixels), with one message for every
+# size. Pillow's own check (a warning, then its own error past twice its
+# limit) would only say the same thing differently.
+Image.MAX_IMAGE_PIXELS = None
 
 
 class BadImage(ValueError):
@@ -38,13 +39,8 @@ def _check_pixels(size: tuple[int, int], max_pixels: int) -> None:
 
 
 def _open(path: Path, max_pixels: int) -> Image.Image:
-    # Pillow's own bomb check reads this module global; set it from the
-    # caller's limit (it raises DecompressionBombError past twice the value).
-    Image.MAX_IMAGE_PIXELS = max_pixels
     try:
         im = Image.open(path, formats=list(FORMATS))
-    except Image.DecompressionBombError as exc:
-        raise TooManyPixels(f"The image claims too many pixels ({exc}).") from exc
     except (UnidentifiedImageError, SyntaxError, OSError, ValueError) as exc:
         raise BadImage("The file is not a JPEG, PNG, GIF or WebP image.") from exc
     _check_pixels(im.size, max_pixels)

@@ -9,18 +9,20 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from filelock import BaseFileLock, FileLock, SoftFileLock, StrictSoftFileLock
+from filelock import BaseFileLock, FileLock, SoftFileLock
 
 # Ids are generated here, never taken from a client; the pattern guards every
 # id that comes back in a URL before it gets near the filesystem.
 _ID = re.compile(r"^[0-9a-f]{16,64}$")
 
 #: Lock types by config name. ``file`` is the kernel's ``flock`` (one machine);
-#: ``soft`` and ``strict`` are existence locks for shared filesystems (NFS).
+#: ``soft`` is an existence lock for shared filesystems (NFS), whose marker a
+#: later process reclaims when the holder's PID is dead. (filelock's strict
+#: variant is not offered: a holder killed while holding it wedges the
+#: workspace until someone deletes the file by hand.)
 LOCK_TYPES: dict[str, type[BaseFileLock]] = {
     "file": FileLock,
     "soft": SoftFileLock,
-    "strict": StrictSoftFileLock,
 }
 
 

@@ -278,3 +278,8 @@ def test_slow_clients_do_not_delay_a_normal_request(cluster):
             conn.close()
     print(f"normal request with 40 slow clients: baseline {baseline * 1000:.1f} ms, worst {worst * 1000:.1f} ms")
     assert worst < baseline + 1.0
+
+
+def test_nginx_body_limit_matches_the_app(app):
+    [value] = re.findall(r"^\s*client_max_body_size\s+(\d+)m;", NGINX_CONF.read_text(), re.M)
+    assert int(value) * 1024 * 1024 == app.config["MAX_CONTENT_LENGTH"]

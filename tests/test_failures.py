@@ -78,8 +78,10 @@ BAD_UPLOADS = {
     "svg": (b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>', "not a JPEG, PNG, GIF or WebP"),
     "truncated jpeg": (truncated_jpeg(), "damaged or incomplete"),
     "corrupt png": (corrupt_png(), "damaged or incomplete"),
-    "png bomb 20000x20000": (png_bomb(), "too many pixels"),
-    "gif claiming 65535x65535": (gif_claiming(65535, 65535), "too many pixels"),
+    "png bomb 20000x20000": (png_bomb(), "The image is 20000×20000 pixels; the limit is 60 megapixels."),
+    "gif claiming 65535x65535": (gif_claiming(65535, 65535),
+                                 "The image is 65535×65535 pixels; the limit is 60 megapixels."),
+    "just past the limit": (gif_claiming(7746, 7746), "The image is 7746×7746 pixels; the limit is 60 megapixels."),
 }
 
 
@@ -270,3 +272,15 @@ def test_html_errors_are_pages_not_tracebacks(client):
     assert response.status_code == 404
     assert "Nothing here" in response.get_data(as_text=True)
     assert response.mimetype == "text/html"
+
+
+@pytest.mark.parametrize("form", [
+    {"ops": ["invert"] * 1001},  # Werkzeug's MAX_FORM_PARTS
+    {"note": "x" * 600_000},  # MAX_FORM_MEMORY_SIZE
+])
+def test_form_limits_name_themselves(client, form):
+    response = client.post("/jobs", data={**form, "image": (io.BytesIO(image_bytes()), "a.jpg")},
+                           headers={"Accept": "application/json"})
+    assert response.status_code == 413
+    assert response.get_json() == {"error": "The form is too large: at most 1,000 fields, "
+                                            "and at most 488 kB in a field other than the image."}

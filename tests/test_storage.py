@@ -4,8 +4,11 @@ import json
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import time
 
+import filelock
 import pytest
 
 import storage
@@ -110,3 +113,25 @@ def test_resolve_file_refuses_escapes(tmp_path):
     for name in ("../outside.txt", "link.jpg", "/etc/passwd", "missing.jpg", "."):
         with pytest.raises(storage.NotFound):
             ws.resolve_file("b" * 16, name)
+
+
+def test_a_soft_lock_of_a_killed_holder_is_reclaimed(tmp_path):
+    ws = storage.Workspace(str(tmp_path), storage.new_id(), "soft")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time, storage; ws = storage.Workspace(*sys.argv[1:4]); "
+         "lock = ws.lock(); lock.acquire(); print('held', flush=True); time.sleep(60)", ws.root, ws.id, "soft"],
+        stdout=subprocess.PIPE, text=True, cwd=os.path.dirname(os.path.dirname(__file__)),
+    )
+    assert holder.stdout.readline() == "held\n"
+    with pytest.raises(filelock.Timeout):
+        ws.lock().acquire(timeout=0.2)  # really held
+    holder.kill()
+    holder.wait()
+    started = time.monotonic()
+    with ws.lock():
+        assert time.monotonic() - started < 2
+
+
+def test_the_strict_lock_type_is_refused(make_app):
+    with pytest.raises(ValueError, match=r"DARKROOM_LOCK_TYPE must be one of \['file', 'soft'\], not 'strict'"):
+        make_app(DARKROOM_LOCK_TYPE="strict")

@@ -62,7 +62,21 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
     return response
 
 
+def form_too_large() -> str | None:
+    """Say which form limit a 413 for a body within ``MAX_CONTENT_LENGTH`` came from, or None."""
+    config = current_app.config
+    size, limit = request.content_length, config["MAX_CONTENT_LENGTH"]
+    if size is None or not limit or size > limit:
+        return None
+    return (
+        f"The form is too large: at most {config['MAX_FORM_PARTS']:,} fields, "
+        f"and at most {human_size(config['MAX_FORM_MEMORY_SIZE'])} in a field other than the image."
+    )
+
+
 def _http_error(exc: HTTPException):
+    if exc.code == 413 and (message := form_too_large()):
+        return error_response(413, message)
     template = MESSAGES.get(exc.code or 500)
     if template and (exc.description == type(exc).description or exc.code in (413, 500)):
         limit = current_app.config["MAX_CONTENT_LENGTH"] or 0
