@@ -8,16 +8,21 @@ write replaces the file atomically, so readers never see a torn manifest.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .workspace import Workspace
+from .workspace import Workspace, is_valid_id
 
 Manifest = dict[str, Any]
+#: Each finished job's own description, in its directory.
+JOB_RECORD = "job.json"
+log = logging.getLogger("darkroom.storage")
 
 
 def empty_manifest() -> Manifest:
@@ -57,22 +62,85 @@ def read_json(path: Path) -> Any:
         return None
 
 
+def is_valid_manifest(data: Any) -> bool:
+    """Whether ``data`` has the manifest's shape: ``{"jobs": [job, ...]}``, each job with its fields."""
+    if not isinstance(data, dict) or not isinstance(data.get("jobs"), list):
+        return False
+    return all(
+        isinstance(job, dict) and {"id", "created", "source", "outputs"} <= job.keys()
+        and isinstance(job["outputs"], list)
+        for job in data["jobs"]
+    )
+
+
+def _read_manifest(ws: Workspace) -> Manifest | None:
+    """The manifest on disk, an empty one if there is none, or None if it is damaged."""
+    try:
+        data = read_json(ws.manifest_path)
+    except (ValueError, UnicodeDecodeError):  # truncated, empty, not JSON
+        return None
+    if data is None and not ws.manifest_path.exists():
+        return empty_manifest()
+    return data if is_valid_manifest(data) else None
+
+
+def rebuild_manifest(ws: Workspace) -> Manifest:
+    """Set a damaged manifest aside and write a new one from the jobs' own records. Hold the lock."""
+    damaged = ws.manifest_path.with_name(f"manifest.json.damaged-{int(time.time() * 1000)}")
+    os.replace(ws.manifest_path, damaged)
+    jobs = []
+    for entry in ws.path.iterdir():
+        record = read_job_record(entry) if is_valid_id(entry.name) and entry.is_dir() else None
+        if record is not None:
+            jobs.append(record)
+    jobs.sort(key=lambda j: (j["created"], j["id"]))
+    manifest = {"jobs": jobs}
+    write_json_atomic(ws.manifest_path, manifest)
+    log.warning("workspace %s: damaged manifest set aside as %s; rebuilt with %d jobs from their records",
+                ws.id, damaged.name, len(jobs))
+    return manifest
+
+
+def _load_locked(ws: Workspace) -> Manifest:
+    manifest = _read_manifest(ws)
+    return manifest if manifest is not None else rebuild_manifest(ws)
+
+
 def load_manifest(ws: Workspace) -> Manifest:
     """Return the workspace's manifest (an empty one if it has none yet).
 
-    Reading needs no lock: writes are atomic replacements.
+    Reading needs no lock: writes are atomic replacements. A damaged manifest
+    (not JSON, or not the manifest's shape) is set aside and rebuilt, under the
+    lock, from the record each finished job keeps in its directory.
     """
-    data = read_json(ws.manifest_path)
-    return data if data is not None else empty_manifest()
+    manifest = _read_manifest(ws)
+    if manifest is not None:
+        return manifest
+    with ws.lock():
+        return _load_locked(ws)  # another process may have rebuilt it meanwhile
 
 
 @contextmanager
 def edit_manifest(ws: Workspace) -> Iterator[Manifest]:
     """Hold the workspace lock, yield the manifest, and write it back on success."""
     with ws.lock():
-        manifest = load_manifest(ws)
+        manifest = _load_locked(ws)
         yield manifest
         write_json_atomic(ws.manifest_path, manifest)
+
+
+def write_job_record(ws: Workspace, job: dict[str, Any]) -> None:
+    """Keep a finished job's description in its own directory, so a damaged manifest can be rebuilt."""
+    write_json_atomic(ws.job_dir(job["id"]) / JOB_RECORD, job)
+
+
+def read_job_record(job_dir: Path) -> dict[str, Any] | None:
+    """The job record in ``job_dir``, or None if it has none (still running) or it is unreadable."""
+    try:
+        record = read_json(job_dir / JOB_RECORD)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return record if is_valid_manifest({"jobs": [record]}) and record["id"] == job_dir.name else None
 
 
 def _update(ws: Workspace, change: Callable[[Manifest], Any]) -> Manifest:
@@ -82,7 +150,11 @@ def _update(ws: Workspace, change: Callable[[Manifest], Any]) -> Manifest:
 
 
 def record_job(ws: Workspace, job: dict[str, Any]) -> Manifest:
-    """Append a finished job to the manifest, keeping jobs ordered oldest first."""
+    """Append a finished job to the manifest, keeping jobs ordered oldest first.
+
+    The job's own record is written first: a job in the manifest always has one.
+    """
+    write_job_record(ws, job)
 
     def add(manifest: Manifest) -> None:
         jobs = [j for j in manifest["jobs"] if j["id"] != job["id"]]

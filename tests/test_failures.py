@@ -284,3 +284,24 @@ def test_form_limits_name_themselves(client, form):
     assert response.status_code == 413
     assert response.get_json() == {"error": "The form is too large: at most 1,000 fields, "
                                             "and at most 488 kB in a field other than the image."}
+
+
+@pytest.mark.parametrize("damage", [
+    b'{"jobs": [{"id": "ab', b"not json at all", b"", b"[]", b"null", b'{"jobs": {}}', b'{"jobs": [{"id": 1}]}',
+])
+def test_a_damaged_manifest_is_set_aside_and_rebuilt(app, client, damage, caplog):
+    jobs = [upload(client).get_json()["id"] for _ in range(2)]
+    ws = workspace_of(app, client)
+    ws.manifest_path.write_bytes(damage)
+    page = client.get("/")
+    assert page.status_code == 200
+    assert all(f'id="job-{job}"' in page.get_data(as_text=True) for job in jobs)
+    assert_state(app, client, jobs)
+    assert [p.name.split("-")[0] for p in ws.path.glob("manifest.json.damaged-*")] == ["manifest.json.damaged"]
+    assert "damaged manifest set aside" in caplog.text
+    # The gallery goes on working: another job, a delete, "Clear all".
+    jobs.append(upload(client).get_json()["id"])
+    client.post(f"/jobs/{jobs.pop(0)}/delete", headers={"Accept": "application/json"})
+    assert_state(app, client, jobs)
+    assert client.post("/session/clear").status_code == 303
+    assert_state(app, client, [])
