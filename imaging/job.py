@@ -42,7 +42,8 @@ def run_job(spec: JobSpec) -> Result:
 
     def progress(op: str, done: int) -> None:
         write_progress(
-            ws, job_id, pid=os.getpid(), op=op, done=done, total=len(ops), started=spec["started"]
+            ws, job_id, pid=os.getpid(), op=op, done=done, total=len(ops), started=spec["started"],
+            **spec.get("lease", {}),
         )
 
     load_plugins(spec.get("plugins", ()))

@@ -9,7 +9,7 @@ from .manifest import (
     record_job,
     stored_bytes,
 )
-from .progress import clear_progress, running_jobs, write_progress
+from .progress import clear_progress, lease, reclaim_abandoned, running_jobs, write_progress
 from .workspace import (
     LOCK_TYPES,
     NotFound,
@@ -30,8 +30,10 @@ __all__ = [
     "edit_manifest",
     "find_job",
     "is_valid_id",
+    "lease",
     "load_manifest",
     "new_id",
+    "reclaim_abandoned",
     "record_job",
     "running_jobs",
     "stored_bytes",

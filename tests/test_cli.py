@@ -27,7 +27,7 @@ def test_cleanup_deletes_expired_sessions_and_their_workspaces(db_app):
 
     result = runner.invoke(args=["cleanup"])
     assert result.exit_code == 0, result.output
-    assert "Deleted 1 expired sessions, 1 orphaned workspaces and 0 stale uploads." in result.output
+    assert "Deleted 1 expired sessions, 1 orphaned workspaces, 0 abandoned jobs and 0 stale uploads." in result.output
     assert not os.path.exists(os.path.join(root, expired_ws))
     assert not os.path.exists(os.path.join(root, expired_ws + ".lock"))
     assert os.path.isdir(os.path.join(root, live_ws))

@@ -151,7 +151,7 @@ def test_client_file_name_is_never_a_path(app, client, tmp_path, name):
     assert job["source"]["url"].endswith("/source.jpg")
     assert not any(ch in job["source"]["name"] for ch in "\x00\t\x1b\x7f")
     ws = workspace_of(app, client)
-    assert sorted(os.listdir(ws.path / job["id"])) == sorted(["source.jpg"] + [
+    assert sorted(os.listdir(ws.path / job["id"])) == sorted(["source.jpg", "job.json"] + [
         o["url"].rsplit("/", 1)[1] for o in job["outputs"]])
 
 

@@ -71,21 +71,38 @@ def delete_stale_uploads(grace_seconds: float) -> int:
     return len(stale)
 
 
+def reclaim_abandoned_jobs(grace_seconds: float) -> int:
+    """Delete the job directories of every workspace that no finished or running job owns."""
+    root = Path(current_app.config["DARKROOM_STORAGE_ROOT"])
+    reclaimed = 0
+    for entry in root.iterdir() if root.is_dir() else ():
+        if entry.is_dir() and storage.is_valid_id(entry.name):
+            ws = workspace_for(entry.name)
+            reclaimed += storage.reclaim_abandoned(ws, storage.load_manifest(ws), grace_seconds)
+    if reclaimed:
+        current_app.logger.warning("reclaimed %d abandoned job directories under %s", reclaimed, root)
+    return reclaimed
+
+
 @click.command("cleanup")
 @with_appcontext
 @click.option(
     "--grace", default=3600.0, show_default=True, help="Spare anything changed this many seconds ago or less."
 )
 def cleanup_command(grace: float) -> None:
-    """Delete expired sessions, the workspaces no live session names, and stale uploads."""
+    """Delete expired sessions, the workspaces no live session names, abandoned jobs and stale uploads."""
     sessions = delete_expired_sessions()
     workspaces = delete_orphaned_workspaces(grace)
+    jobs = reclaim_abandoned_jobs(grace)
     uploads = delete_stale_uploads(grace)
     click.echo(
-        f"Deleted {sessions} expired sessions, {workspaces} orphaned workspaces and {uploads} stale uploads."
+        f"Deleted {sessions} expired sessions, {workspaces} orphaned workspaces, {jobs} abandoned jobs "
+        f"and {uploads} stale uploads."
     )
 
 
 def init_app(app: Flask) -> None:
-    """Register the CLI commands."""
+    """Register the CLI commands, and reclaim what a server killed mid-job left behind."""
     app.cli.add_command(cleanup_command)
+    with app.app_context():
+        reclaim_abandoned_jobs(grace_seconds=3600)

@@ -131,7 +131,9 @@ def create():
     job_id = storage.new_id()
     source = accept_upload(ws, job_id)
     started = time.time()
-    storage.write_progress(ws, job_id, pid=None, op="", done=0, total=len(ops), started=started)
+    config = current_app.config
+    # Past this, no child can still be working on the job: its note expires with it.
+    lease = storage.lease(config["HANDOFF_QUEUE_TIMEOUT"] + config["HANDOFF_TIMEOUT"] + 10)
     spec = {
         "workspace": ws,
         "job_id": job_id,
@@ -139,10 +141,12 @@ def create():
         "source": source,
         "created": datetime.now(UTC).isoformat(timespec="milliseconds"),
         "started": started,
+        "lease": lease,
         "max_pixels": current_app.config["DARKROOM_MAX_PIXELS"],
         "plugins": current_app.config["DARKROOM_PLUGINS"],
     }
     try:
+        storage.write_progress(ws, job_id, pid=None, op="", done=0, total=len(ops), started=started, **lease)
         result = handoff.run(run_job, spec)
         log_job(spec, result, time.time() - started)
         if result["status"] == "bad_image":
@@ -205,7 +209,9 @@ def clear():
     if had_jobs:
         ws = current_workspace()
         storage.clear_jobs(ws)
-        sync_jobs(ws, storage.load_manifest(ws))
+        manifest = storage.load_manifest(ws)
+        storage.reclaim_abandoned(ws, manifest, grace_seconds=3600)  # jobs of a server killed mid-way
+        sync_jobs(ws, manifest)
         start_over()
         keep_alive()
     if wants_json():
