@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import multiprocessing.forkserver
 import os
@@ -16,6 +17,8 @@ from typing import cast
 
 from ._child import Outcome
 
+log = logging.getLogger("handoff")
+
 #: Imported once by the forkserver, so every child starts with them loaded.
 PRELOAD = ["handoff._child"]
 
@@ -25,7 +28,6 @@ PRELOAD = ["handoff._child"]
 CHILD_GLIBC_TUNABLES = "glibc.malloc.hugetlb=1"
 
 _forkserver_lock = threading.Lock()
-_forkserver_started_by: int | None = None  # pid of the process that started it
 
 
 def main_imports() -> list[str]:
@@ -58,12 +60,35 @@ def mp_context(method: str = "forkserver", preload: Sequence[str] = ()) -> ForkS
     return ctx
 
 
+def forkserver_pid() -> int | None:
+    """The pid of this process's forkserver, if it has started one."""
+    return multiprocessing.forkserver._forkserver._forkserver_pid  # type: ignore[attr-defined]
+
+
+def _forkserver_alive() -> bool:
+    pid = forkserver_pid()
+    if pid is None:
+        return False
+    # Without reaping it: the standard library waits for it itself before starting another.
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:  # gone, or no /proc: ask the process table
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return False
+        return True
+
+
 def _start_forkserver(ctx: ForkServerContext | SpawnContext, preload: Sequence[str]) -> None:
-    # Once per process: later calls must not touch os.environ again while other threads run.
-    global _forkserver_started_by
+    # Called before every child start; touches os.environ only when a
+    # forkserver must be (re)started, which is rare, and under the lock.
     with _forkserver_lock:
-        if _forkserver_started_by == os.getpid():
+        if _forkserver_alive():
             return
+        if forkserver_pid() is not None:
+            log.warning("the forkserver (pid %s) is gone; starting a new one", forkserver_pid())
         ctx.set_forkserver_preload(list(dict.fromkeys([*PRELOAD, *preload, *main_imports()])))
         # The tunables are read when a program starts, so they must be in the
         # environment the forkserver is executed with; the web process keeps its own.
@@ -76,7 +101,6 @@ def _start_forkserver(ctx: ForkServerContext | SpawnContext, preload: Sequence[s
                 del os.environ["GLIBC_TUNABLES"]
             else:
                 os.environ["GLIBC_TUNABLES"] = before
-        _forkserver_started_by = os.getpid()
 
 
 def describe_exit(exitcode: int | None) -> str:

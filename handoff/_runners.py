@@ -16,7 +16,9 @@ back to the system. No mode forks the (threaded) web process itself.
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from multiprocessing.connection import Connection
@@ -27,6 +29,8 @@ from . import _child
 from ._child import Call, Outcome
 from ._processes import collect, mp_context
 from .errors import Busy
+
+log = logging.getLogger("handoff")
 
 
 class Runner:
@@ -138,11 +142,11 @@ class WarmRunner(Runner):
         self._closed = False
 
     def _context(self) -> ForkServerContext | SpawnContext:
-        # Created on first use (usually in the refill thread): the first call
-        # starts the forkserver, which takes a moment.
+        # Asked for before every start: the first call starts the forkserver
+        # (which takes a moment, usually in the refill thread), and a later
+        # one replaces a forkserver that died, with the same environment.
         with self._ctx_lock:
-            if self._ctx is None:
-                self._ctx = mp_context("forkserver", self.preload)
+            self._ctx = mp_context("forkserver", self.preload)
             return self._ctx
 
     def _start_one(self) -> tuple[BaseProcess, Connection]:
@@ -156,12 +160,18 @@ class WarmRunner(Runner):
     def _refill_forever(self) -> None:
         # One background thread keeps the waiting children topped up: starting
         # one costs a few ms of the forkserver's time, none of a request's.
+        # It must outlive any failure to start one (a forkserver killed under it).
         while True:
             with self._changed:
                 self._changed.wait_for(lambda: self._closed or len(self._ready) < self.max_children)
                 if self._closed:
                     return
-            started = self._start_one()
+            try:
+                started = self._start_one()
+            except Exception:
+                log.exception("could not start a waiting child; trying again in a second")
+                time.sleep(1)
+                continue
             with self._changed:
                 self._ready.append(started)
 

@@ -2,6 +2,7 @@
 
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import threading
@@ -295,3 +296,26 @@ def test_the_package_imports_neither_pillow_nor_the_app():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             cwd=os.path.dirname(os.path.dirname(__file__)))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_killed_forkserver_is_replaced_with_the_same_environment(app, caplog):
+    from handoff._processes import CHILD_GLIBC_TUNABLES, forkserver_pid
+
+    with app.app_context():
+        assert handoff.run(fns.echo, 1) == 1
+        handoff.Handoff.warm_up()
+        old = forkserver_pid()
+        os.kill(old, signal.SIGKILL)
+        time.sleep(0.2)
+        # Calls go on working, and children are started ahead of time again.
+        assert [handoff.run(fns.echo, i) for i in range(5)] == list(range(5))
+        runner = app.extensions["handoff"].runner()
+        deadline = time.monotonic() + 10
+        while len(runner._ready) < runner.max_children:
+            assert time.monotonic() < deadline, "no child was started ahead of time again"
+            time.sleep(0.05)
+        assert runner._refiller.is_alive()
+    new = forkserver_pid()
+    assert new != old
+    with open(f"/proc/{new}/environ", "rb") as f:
+        assert f"GLIBC_TUNABLES={CHILD_GLIBC_TUNABLES}".encode() in f.read().split(b"\0")
