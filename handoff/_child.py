@@ -156,7 +156,8 @@ def failure(exc: BaseException) -> Outcome:
         text = traceback.format_exc()
     except MemoryError:  # formatting needs memory too
         text = None
-    return {"status": "raised", "type": type(exc).__name__, "detail": str(exc)[:2000], "traceback": text}
+    return {"status": "raised", "type": type(exc).__name__, "detail": str(exc)[:2000], "traceback": text,
+            "errno": getattr(exc, "errno", None)}
 
 
 def perform(call: Call) -> Outcome:

@@ -262,7 +262,7 @@ def _error(fn_name: str, outcome: Outcome, timeout: float, memory_mb: int | None
         else:
             message = f"{fn_name} raised {outcome['type']}: {outcome['detail']}"
         return ChildFailed(message, type_name=outcome["type"], detail=outcome["detail"],
-                           traceback=outcome.get("traceback"), exitcode=exitcode)
+                           traceback=outcome.get("traceback"), exitcode=exitcode, errno=outcome.get("errno"))
     return ChildFailed(describe_exit(exitcode), exitcode=exitcode)
 
 

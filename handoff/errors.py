@@ -17,8 +17,9 @@ class ChildFailed(HandoffError):
     """The function raised in the child, or the child died (a signal, its memory limit).
 
     ``type_name``, ``detail`` and ``traceback`` describe the exception raised
-    in the child (``None`` when it died without one); ``exitcode`` is the
-    child's exit status (negative: the signal that killed it).
+    in the child (``None`` when it died without one), ``errno`` its error
+    number if it was an OSError; ``exitcode`` is the child's exit status
+    (negative: the signal that killed it).
     """
 
     status_code = 500
@@ -31,8 +32,10 @@ class ChildFailed(HandoffError):
         detail: str | None = None,
         traceback: str | None = None,
         exitcode: int | None = None,
+        errno: int | None = None,
     ) -> None:
         super().__init__(message)
+        self.errno = errno
         self.type_name = type_name
         self.detail = detail
         self.traceback = traceback

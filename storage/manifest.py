@@ -7,6 +7,7 @@ write replaces the file atomically, so readers never see a torn manifest.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -165,32 +166,48 @@ def record_job(ws: Workspace, job: dict[str, Any]) -> Manifest:
     return _update(ws, add)
 
 
-def discard_job(ws: Workspace, job_id: str) -> bool:
-    """Remove a job from the manifest and delete its directory.
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says the file system (or the quota) has no room left."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
-    Returns whether the manifest listed it. The directory goes after the
-    manifest entry, so no reader ever finds a listed job without its files.
+
+def _forget_jobs(ws: Workspace, job_ids: Callable[[Manifest], list[str]]) -> list[str]:
+    """Drop jobs from the manifest, then delete their directories; return the ids dropped.
+
+    The manifest changes first, so no reader finds a listed job without its
+    files. On a full disk, writing the manifest fails: then the directories go
+    first, to make the room the manifest needs (a reader may briefly find a
+    listed job whose files are gone, and gets a 404 for them).
     """
-    listed = False
+    with ws.lock():
+        manifest = _load_locked(ws)
+        gone = job_ids(manifest)
+        if not gone:
+            return []
+        manifest["jobs"] = [j for j in manifest["jobs"] if j["id"] not in gone]
+        try:
+            write_json_atomic(ws.manifest_path, manifest)
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            for job_id in gone:
+                ws.remove_job_dir(job_id)
+            write_json_atomic(ws.manifest_path, manifest)
+    for job_id in gone:
+        ws.remove_job_dir(job_id)
+    return gone
 
-    def remove(manifest: Manifest) -> None:
-        nonlocal listed
-        jobs = manifest["jobs"]
-        manifest["jobs"] = [j for j in jobs if j["id"] != job_id]
-        listed = len(manifest["jobs"]) != len(jobs)
 
-    _update(ws, remove)
-    ws.remove_job_dir(job_id)
+def discard_job(ws: Workspace, job_id: str) -> bool:
+    """Remove a job from the manifest and delete its directory; return whether the manifest listed it."""
+    listed = bool(_forget_jobs(ws, lambda m: [job_id] if find_job(m, job_id) else []))
+    ws.remove_job_dir(job_id)  # listed or not (a job that failed before it was recorded)
     return listed
 
 
 def clear_jobs(ws: Workspace) -> None:
     """Forget every job of the workspace and delete their directories."""
-    with edit_manifest(ws) as manifest:
-        job_ids = [j["id"] for j in manifest["jobs"]]
-        manifest["jobs"] = []
-    for job_id in job_ids:
-        ws.remove_job_dir(job_id)
+    _forget_jobs(ws, lambda m: [j["id"] for j in m["jobs"]])
 
 
 def stored_bytes(manifest: Manifest) -> int:

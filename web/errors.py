@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 from flask import (
     Flask,
     current_app,
@@ -92,6 +94,22 @@ def _too_many(exc: RateLimitExceeded):
     return error_response(429, f"{exc.description} Please try again in {wait}.", {"Retry-After": str(seconds)})
 
 
+STORAGE_FULL = "The server's storage is full; please try again later."
+
+
+def _os_error(exc: OSError):
+    if storage.is_disk_full(exc):
+        current_app.logger.error("storage full: %s", exc)
+        return error_response(507, STORAGE_FULL)
+    return _unexpected(exc)
+
+
+def _child_failed(exc: handoff.ChildFailed):
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return error_response(507, STORAGE_FULL)
+    return error_response(500, child_failure_message(exc))
+
+
 def child_failure_message(exc: handoff.ChildFailed) -> str:
     """Say what happened in the child, without its details (they are in the log)."""
     if exc.out_of_memory:
@@ -123,6 +141,7 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(
         handoff.Timeout, lambda e: error_response(504, f"The job took longer than {e.timeout:g} s and was stopped.")
     )
-    app.register_error_handler(handoff.ChildFailed, lambda e: error_response(500, child_failure_message(e)))
+    app.register_error_handler(handoff.ChildFailed, _child_failed)
+    app.register_error_handler(OSError, _os_error)
     app.register_error_handler(storage.NotFound, lambda e: error_response(404, MESSAGES[404]))
     app.register_error_handler(Exception, _unexpected)
