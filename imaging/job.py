@@ -43,7 +43,7 @@ def run_job(spec: JobSpec) -> Result:
     def progress(op: str, done: int) -> None:
         write_progress(
             ws, job_id, pid=os.getpid(), op=op, done=done, total=len(ops), started=spec["started"],
-            **spec.get("lease", {}),
+            **spec.get("note", {}),
         )
 
     load_plugins(spec.get("plugins", ()))
@@ -55,6 +55,8 @@ def run_job(spec: JobSpec) -> Result:
     except BadImage as exc:
         return {"status": "bad_image", "message": str(exc)}
     job = {"id": job_id, "created": spec["created"], "source": spec["source"], "outputs": outputs}
+    if spec.get("note", {}).get("idempotency_key"):
+        job["idempotency_key"] = spec["note"]["idempotency_key"]
     # The derivatives are all on disk; only now does the job become visible.
     record_job(ws, job)
     return {

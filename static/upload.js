@@ -16,6 +16,15 @@
   const text = document.getElementById("progress-text");
   const messages = document.getElementById("messages");
   let busy = false;
+  // One key per chosen file: if the answer to an upload is lost and it is sent
+  // again, the server returns the job it already made instead of a second one.
+  let uploadKey = null;
+
+  function newKey() {
+    const bytes = new Uint8Array(16);
+    window.crypto.getRandomValues(bytes);
+    return Array.from(bytes, function (b) { return b.toString(16).padStart(2, "0"); }).join("");
+  }
 
   function size(bytes) {
     if (bytes < 1024) return bytes + " bytes";
@@ -36,6 +45,7 @@
     if (previewImg.src) URL.revokeObjectURL(previewImg.src);
     if (!file) { preview.hidden = true; return; }
     messages.replaceChildren();
+    uploadKey = newKey();
     previewImg.hidden = false;
     previewImg.src = URL.createObjectURL(file);
     previewInfo.textContent = file.name + " · " + size(file.size);
@@ -91,6 +101,7 @@
       const xhr = new XMLHttpRequest();
       xhr.open("POST", form.action);
       xhr.setRequestHeader("Accept", "application/json");
+      xhr.setRequestHeader("Idempotency-Key", uploadKey || newKey());
       xhr.responseType = "json";
       xhr.upload.onprogress = function (event) {
         if (!event.lengthComputable) return;
@@ -125,7 +136,7 @@
       const request = send(new FormData(form));
       pollProgress(stop);
       const xhr = await request;
-      if (xhr.status === 201) {
+      if (xhr.status === 201 || xhr.status === 200) {
         text.textContent = "Done.";
         window.location.reload();  // the server renders the new gallery
         return;

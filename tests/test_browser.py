@@ -1,5 +1,6 @@
 """The page in a real Chromium, driven by Playwright: what a person sees and does."""
 
+import re
 import threading
 import time
 from pathlib import Path
@@ -127,8 +128,12 @@ def test_drag_and_drop_selects_the_file(page):
     assert "dragover" in page.locator("#dropzone").get_attribute("class")
     page.dispatch_event("#dropzone", "drop", {"dataTransfer": transfer})
     expect(page.locator("#preview-info")).to_contain_text("dropped.jpg · 640×480 px")
+    sent = []
+    page.on("request", lambda r: r.method == "POST" and sent.append(r.headers.get("idempotency-key")))
     page.click("#submit")
     expect(page.locator("article.job h3")).to_have_text("dropped.jpg")
+    # The page sends a key per chosen file, so a retried upload cannot run twice.
+    assert len(sent) == 1 and re.fullmatch(r"[0-9a-f]{32}", sent[0])
 
 
 def test_bad_file_shows_a_message_next_to_the_form(page, tmp_path):

@@ -2,6 +2,8 @@ import json
 import logging
 import os
 import re
+import threading
+import time
 
 import pytest
 from conftest import decode, image_bytes, upload
@@ -158,3 +160,36 @@ def test_every_mode_produces_the_same_job(make_app, mode, caplog):
 def test_unknown_mode_is_refused_at_start(make_app):
     with pytest.raises(ValueError, match="HANDOFF_MODE must be one of"):
         make_app(HANDOFF_MODE="threads")
+
+
+def test_a_retried_upload_returns_the_job_it_already_made(client):
+    first = upload(client, **{"Idempotency-Key": "file-1"})
+    again = upload(client, **{"Idempotency-Key": "file-1"})
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.get_json() == first.get_json()
+    form = upload(client, json=False, **{"Idempotency-Key": "file-1"})
+    assert form.status_code == 303 and "Already done" in client.get("/").get_data(as_text=True)
+    assert [j["id"] for j in session_jobs(client)] == [first.get_json()["id"]]
+    assert upload(client, **{"Idempotency-Key": "file-2"}).status_code == 201  # another file, another job
+
+
+def test_a_retry_while_the_job_runs_is_409(client):
+    client.get("/")
+    worker = threading.Thread(target=upload, args=(client,), kwargs={"ops": ["slow"], "Idempotency-Key": "k"})
+    worker.start()
+    deadline = time.monotonic() + 10
+    while not client.get("/api/progress").get_json()["running"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    response = upload(client, ops=["slow"], **{"Idempotency-Key": "k"})
+    worker.join()
+    assert response.status_code == 409
+    assert "still being processed" in response.get_json()["error"]
+    assert len(session_jobs(client)) == 1
+
+
+def test_a_malformed_idempotency_key_is_400(client):
+    response = upload(client, **{"Idempotency-Key": "../../etc"})
+    assert response.status_code == 400
+    assert "Idempotency-Key" in response.get_json()["error"]

@@ -38,6 +38,34 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 log = logging.getLogger("darkroom.jobs")
 
 
+_KEY = re.compile(r"[A-Za-z0-9_-]{1,100}")
+
+
+def idempotency_key() -> str | None:
+    """The request's ``Idempotency-Key`` (the page sends one per chosen file), or None."""
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not _KEY.fullmatch(key):
+        abort(400, "The Idempotency-Key header must be 1 to 100 letters, digits, '-' or '_'.")
+    return key
+
+
+def replay(ws: storage.Workspace, key: str):
+    """Answer a retried upload: the job its key already made, or 409 while that job still runs."""
+    manifest = storage.load_manifest(ws)
+    job = next((j for j in manifest["jobs"] if j.get("idempotency_key") == key), None)
+    if job is not None:
+        sync_jobs(ws, manifest)
+        if wants_json():
+            return jsonify(job_json(job)), 200, {"Idempotent-Replayed": "true"}
+        flash(f"Already done: {len(job['outputs'])} images from {job['source']['name']}.", "success")
+        return redirect(url_for("jobs.index"), 303)
+    if any(note.get("idempotency_key") == key for note in storage.running_jobs(ws, manifest)):
+        abort(409, "This upload is still being processed; its result will be in the gallery shortly.")
+    return None
+
+
 def log_job(spec: dict[str, Any], result: dict[str, Any], seconds: float) -> None:
     """One line per finished job (the child's own figures are on handoff's line)."""
     log.info(
@@ -124,6 +152,9 @@ def index():
 def create():
     """Accept an upload, render its derivatives in a child, hand them back into the session."""
     ws = current_workspace()
+    key = idempotency_key()
+    if key and (answer := replay(ws, key)):
+        return answer
     # Before the body is read: a refused upload never reaches the disk.
     limits.check_free_disk()
     limits.check_session_quota(ws)
@@ -133,7 +164,8 @@ def create():
     started = time.time()
     config = current_app.config
     # Past this, no child can still be working on the job: its note expires with it.
-    lease = storage.lease(config["HANDOFF_QUEUE_TIMEOUT"] + config["HANDOFF_TIMEOUT"] + 10)
+    note = {**storage.lease(config["HANDOFF_QUEUE_TIMEOUT"] + config["HANDOFF_TIMEOUT"] + 10),
+            "idempotency_key": key}
     spec = {
         "workspace": ws,
         "job_id": job_id,
@@ -141,12 +173,12 @@ def create():
         "source": source,
         "created": datetime.now(UTC).isoformat(timespec="milliseconds"),
         "started": started,
-        "lease": lease,
+        "note": note,
         "max_pixels": current_app.config["DARKROOM_MAX_PIXELS"],
         "plugins": current_app.config["DARKROOM_PLUGINS"],
     }
     try:
-        storage.write_progress(ws, job_id, pid=None, op="", done=0, total=len(ops), started=started, **lease)
+        storage.write_progress(ws, job_id, pid=None, op="", done=0, total=len(ops), started=started, **note)
         result = handoff.run(run_job, spec)
         log_job(spec, result, time.time() - started)
         if result["status"] == "bad_image":
