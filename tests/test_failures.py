@@ -1,8 +1,11 @@
 """Hostile uploads and dying children: a clear error, nothing lost, nothing half-written."""
 
 import io
+import json
 import os
 import struct
+import subprocess
+import sys
 import threading
 import time
 import zipfile
@@ -12,6 +15,7 @@ from conftest import decode, image_bytes, upload
 from PIL import Image
 
 import storage
+from bench.load import Client, Server
 
 
 def workspace_of(app, client):
@@ -305,3 +309,33 @@ def test_a_damaged_manifest_is_set_aside_and_rebuilt(app, client, damage, caplog
     assert_state(app, client, jobs)
     assert client.post("/session/clear").status_code == 303
     assert_state(app, client, [])
+
+
+def test_a_locked_session_database_is_a_prompt_503_that_says_the_job_was_saved(tmp_path):
+    database = tmp_path / "locked.db"
+    env = {"FLASK_DARKROOM_DB_TIMEOUT": "1"}
+    with Server("flask", database_url=f"sqlite:///{database}", env=env) as server:
+        client = Client(server.port)
+        status, body = client.upload(image_bytes(), ["invert"])
+        assert status == 201, body
+        locker = subprocess.Popen(  # another process holding SQLite's write lock
+            [sys.executable, "-c", "import sqlite3, sys, time; "
+             "db = sqlite3.connect(sys.argv[1], isolation_level=None); "
+             "db.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); time.sleep(60)", str(database)],
+            stdout=subprocess.PIPE, text=True,
+        )
+        try:
+            assert locker.stdout.readline() == "locked\n"
+            started = time.monotonic()
+            status, body = client.upload(image_bytes(), ["invert"])
+            # Flask-Session tries a query three times: about 3 × DARKROOM_DB_TIMEOUT, not minutes.
+            assert time.monotonic() - started < 6
+            assert status == 503, body
+            assert client.headers["Retry-After"] == "5"
+            assert json.loads(body)["error"].startswith("Your image was processed and saved (")
+        finally:
+            locker.kill()
+            locker.wait()
+        # It was saved: the session is repaired from the manifest on the next request.
+        status, body = client.get("/api/session")
+        assert len(json.loads(body)["jobs"]) == 2

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import errno
 
+import sqlalchemy.exc
 from flask import (
     Flask,
     current_app,
     flash,
+    g,
     jsonify,
     redirect,
     render_template,
@@ -45,11 +47,11 @@ def has_session() -> bool:
     return bool(session)
 
 
-def error_response(status: int, message: str, headers: dict[str, str] | None = None):
+def error_response(status: int, message: str, headers: dict[str, str] | None = None, *, can_flash: bool = True):
     """Answer an error as JSON, as a flash message on the form, or as an error page."""
     if wants_json():
         response = jsonify(error=message)
-    elif request.method == "POST" and status != 403 and has_session():
+    elif request.method == "POST" and status != 403 and can_flash and has_session():
         # A form post: show the message next to the form, keep the gallery.
         # A refused cross-site post, or one from a client that has no session
         # yet, gets a plain error page: it must not write a session row.
@@ -76,7 +78,25 @@ def form_too_large() -> str | None:
     )
 
 
+def _database_busy(exc: Exception):
+    """503 for a session database that did not answer in time, saying what is known to be saved."""
+    current_app.logger.warning("session database unavailable: %s", exc)
+    job = g.get("saved_job")
+    message = (
+        f"Your image was processed and saved ({job}), but the session store is busy; "
+        "reload the page in a few seconds to see it."
+        if job else "The session store is busy; please try again in a few seconds."
+    )
+    # Do not try to save the session again for this answer (Flask-Session
+    # retries each query three times): the manifest repairs it next time.
+    session.modified = False
+    # Not as a flash message either: saving one would need the database that just failed.
+    return error_response(503, message, {"Retry-After": "5"}, can_flash=False)
+
+
 def _http_error(exc: HTTPException):
+    if isinstance(getattr(exc, "original_exception", None), sqlalchemy.exc.OperationalError):
+        return _database_busy(exc.original_exception)  # type: ignore[attr-defined]
     if exc.code == 413 and (message := form_too_large()):
         return error_response(413, message)
     template = MESSAGES.get(exc.code or 500)
@@ -143,5 +163,6 @@ def init_app(app: Flask) -> None:
     )
     app.register_error_handler(handoff.ChildFailed, _child_failed)
     app.register_error_handler(OSError, _os_error)
+    app.register_error_handler(sqlalchemy.exc.OperationalError, _database_busy)
     app.register_error_handler(storage.NotFound, lambda e: error_response(404, MESSAGES[404]))
     app.register_error_handler(Exception, _unexpected)

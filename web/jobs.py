@@ -194,6 +194,7 @@ def create():
         storage.discard_job(ws, job_id)
         raise
     storage.clear_progress(ws, job_id)
+    g.saved_job = job_id  # from here on, whatever fails, the job is saved
     sync_jobs(ws, manifest)
     keep_alive()
     g.stored_bytes = source["bytes"] + sum(o["bytes"] for o in job["outputs"])

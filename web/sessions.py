@@ -36,10 +36,19 @@ def load_or_create_secret(instance_path: str) -> str:
 
 
 def configure_engine(app: Flask) -> None:
-    """Give SQLite a busy timeout so concurrent writers wait instead of failing."""
-    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
-        options = app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
-        options.setdefault("connect_args", {}).setdefault("timeout", 30)
+    """Bound every wait on the session database by ``DARKROOM_DB_TIMEOUT``.
+
+    SQLite waits that long for a lock another process holds; PostgreSQL that
+    long for a connection and for a lock. Past it the request answers 503.
+    """
+    seconds = float(app.config["DARKROOM_DB_TIMEOUT"])
+    connect_args = app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {}).setdefault("connect_args", {})
+    url = app.config["SQLALCHEMY_DATABASE_URI"]
+    if url.startswith("sqlite"):
+        connect_args.setdefault("timeout", seconds)
+    elif url.startswith("postgresql"):
+        connect_args.setdefault("connect_timeout", max(1, round(seconds)))
+        connect_args.setdefault("options", f"-c lock_timeout={round(seconds * 1000)}")
 
 
 def tune_sqlite(app: Flask, db: SQLAlchemy) -> None:
