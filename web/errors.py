@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+from typing import Any
 
 import sqlalchemy.exc
 from flask import (
@@ -42,9 +43,17 @@ def wants_json() -> bool:
     return best == "application/json"
 
 
+def opened_session() -> Any:
+    """The request's session, or None if it could not be opened (its store is down)."""
+    try:
+        return session._get_current_object()  # type: ignore[attr-defined]
+    except AssertionError:  # Flask: "The session has not yet been opened."
+        return None
+
+
 def has_session() -> bool:
     """Whether the request's session holds anything (a client without one has an empty session)."""
-    return bool(session)
+    return bool(opened_session())
 
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None, *, can_flash: bool = True):
@@ -78,6 +87,10 @@ def form_too_large() -> str | None:
     )
 
 
+#: What SQLAlchemy raises when the session database is locked, gone or restarting.
+DATABASE_UNAVAILABLE = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.PendingRollbackError)
+
+
 def _database_busy(exc: Exception):
     """503 for a session database that did not answer in time, saying what is known to be saved."""
     current_app.logger.warning("session database unavailable: %s", exc)
@@ -89,13 +102,14 @@ def _database_busy(exc: Exception):
     )
     # Do not try to save the session again for this answer (Flask-Session
     # retries each query three times): the manifest repairs it next time.
-    session.modified = False
+    if (current := opened_session()) is not None:
+        current.modified = False
     # Not as a flash message either: saving one would need the database that just failed.
     return error_response(503, message, {"Retry-After": "5"}, can_flash=False)
 
 
 def _http_error(exc: HTTPException):
-    if isinstance(getattr(exc, "original_exception", None), sqlalchemy.exc.OperationalError):
+    if isinstance(getattr(exc, "original_exception", None), DATABASE_UNAVAILABLE):
         return _database_busy(exc.original_exception)  # type: ignore[attr-defined]
     if exc.code == 413 and (message := form_too_large()):
         return error_response(413, message)
@@ -163,6 +177,7 @@ def init_app(app: Flask) -> None:
     )
     app.register_error_handler(handoff.ChildFailed, _child_failed)
     app.register_error_handler(OSError, _os_error)
-    app.register_error_handler(sqlalchemy.exc.OperationalError, _database_busy)
+    for exc_class in DATABASE_UNAVAILABLE:
+        app.register_error_handler(exc_class, _database_busy)
     app.register_error_handler(storage.NotFound, lambda e: error_response(404, MESSAGES[404]))
     app.register_error_handler(Exception, _unexpected)

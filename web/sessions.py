@@ -42,7 +42,10 @@ def configure_engine(app: Flask) -> None:
     long for a connection and for a lock. Past it the request answers 503.
     """
     seconds = float(app.config["DARKROOM_DB_TIMEOUT"])
-    connect_args = app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {}).setdefault("connect_args", {})
+    options = app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
+    # A connection left over from before a database restart is found dead and replaced, not used.
+    options.setdefault("pool_pre_ping", True)
+    connect_args = options.setdefault("connect_args", {})
     url = app.config["SQLALCHEMY_DATABASE_URI"]
     if url.startswith("sqlite"):
         connect_args.setdefault("timeout", seconds)
