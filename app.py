@@ -63,6 +63,7 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     if test_config:
         app.config.update(test_config)
     os.makedirs(app.instance_path, exist_ok=True)
+    sessions.check_instance_writable(app)
     if not app.config["SECRET_KEY"]:
         app.config["SECRET_KEY"] = sessions.load_or_create_secret(app.instance_path)
 

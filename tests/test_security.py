@@ -2,12 +2,14 @@
 
 import os
 import stat
+import subprocess
 
 import pytest
-from conftest import upload
+from conftest import require, upload
 
 import storage
 from app import create_app
+from handoff import Handoff
 
 
 def test_cross_site_origin_is_refused(app, client):
@@ -162,3 +164,32 @@ def test_security_headers_on_pages_and_files(client):
         assert headers["X-Content-Type-Options"] == "nosniff"
     image = client.get(job["outputs"][0]["url"])
     assert sorted(image.headers["Cache-Control"].split(", ")) == ["max-age=3600", "private"]
+
+
+@pytest.fixture
+def read_only_instance(tmp_path):
+    """An instance folder on a read-only file system (root ignores permission bits, not this)."""
+    folder = tmp_path / "ro-instance"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        require(f"cannot mount a read-only tmpfs here ({mounted.stderr.strip()}); this test needs root")
+    yield folder
+    subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+def test_a_read_only_instance_folder_is_fine_when_nothing_lives_there(read_only_instance, tmp_path):
+    app = create_app({"TESTING": True, "SECRET_KEY": "from the environment",
+                      "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'db' / 'sessions.db'}",
+                      "DARKROOM_STORAGE_ROOT": str(tmp_path / "storage")}, instance_path=str(read_only_instance))
+    try:
+        assert upload(app.test_client()).status_code == 201
+    finally:
+        with app.app_context():
+            Handoff.close()
+
+
+def test_a_read_only_instance_folder_that_is_needed_is_named_at_start(read_only_instance):
+    with pytest.raises(RuntimeError, match=r"instance folder .* is not writable, and it holds the generated secret"):
+        create_app({"TESTING": True}, instance_path=str(read_only_instance))

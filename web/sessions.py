@@ -22,6 +22,21 @@ SEEN_KEY = "_seen"
 KEEP_ALIVE_SECONDS = 3600
 
 
+def check_instance_writable(app: Flask) -> None:
+    """Fail at start-up, saying why, if the instance folder must be written to and cannot be."""
+    instance = os.path.realpath(app.instance_path)
+    needs = []
+    if not app.config["SECRET_KEY"]:
+        needs.append("the generated secret key (or set SECRET_KEY)")
+    database = app.config["SQLALCHEMY_DATABASE_URI"]
+    if database.startswith("sqlite:///") and os.path.realpath(database[len("sqlite:///"):]).startswith(instance):
+        needs.append("the SQLite session database (or set SQLALCHEMY_DATABASE_URI)")
+    if os.path.realpath(app.config["DARKROOM_STORAGE_ROOT"]).startswith(instance):
+        needs.append("the workspaces (or set DARKROOM_STORAGE_ROOT)")
+    if needs and not os.access(instance, os.W_OK):
+        raise RuntimeError(f"The instance folder {instance} is not writable, and it holds {'; '.join(needs)}.")
+
+
 def load_or_create_secret(instance_path: str) -> str:
     """Return the secret key kept in the instance folder, creating it (mode 0600) on first start."""
     path = os.path.join(instance_path, "secret_key")
@@ -94,8 +109,10 @@ def schema_lock(app: Flask, db: SQLAlchemy) -> Iterator[None]:
             finally:
                 conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": SCHEMA_LOCK_KEY})
                 conn.commit()
-    else:  # SQLite: every process is on this machine and shares the instance folder
-        with FileLock(os.path.join(app.instance_path, "schema.lock")):
+    else:  # SQLite: every process is on this machine; the lock sits beside the database file
+        database = engine.url.database
+        lock_path = f"{database}.schema.lock" if database and database != ":memory:" else None
+        with FileLock(lock_path or os.path.join(app.instance_path, "schema.lock")):
             yield
 
 
