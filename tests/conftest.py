@@ -1,6 +1,7 @@
 import io
 import os
 import shutil
+import time
 import uuid
 from contextlib import contextmanager
 
@@ -144,6 +145,18 @@ def decode(data):
     im = Image.open(io.BytesIO(data))
     im.load()
     return im
+
+
+def wait_for_child_at_work(client, timeout=10):
+    """Wait until a job of the client's session is inside its child (which has taken a slot).
+
+    The web process writes the job's first note (no op yet) before the job
+    waits for a slot; only the child names the op it is on.
+    """
+    deadline = time.monotonic() + timeout
+    while not any(note["op"] for note in client.get("/api/progress").get_json()["running"]):
+        assert time.monotonic() < deadline, "no job reached its child"
+        time.sleep(0.02)
 
 
 def expect_visible(locator, timeout=30_000):

@@ -11,7 +11,7 @@ import time
 import zipfile
 
 import pytest
-from conftest import decode, image_bytes, upload
+from conftest import decode, image_bytes, upload, wait_for_child_at_work
 from PIL import Image
 
 import storage
@@ -220,9 +220,7 @@ def test_too_many_jobs_wait_then_get_503_with_retry_after(make_app):
     other.set_cookie("session", cookie.value)
     slow = threading.Thread(target=upload, args=(client,), kwargs={"ops": ["slow", "grayscale"]})
     slow.start()
-    deadline = time.monotonic() + 10
-    while not client.get("/api/progress").get_json()["running"] and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for_child_at_work(client)
     response = upload(other)
     slow.join()
     assert response.status_code == 503

@@ -10,7 +10,7 @@ import pytest
 from conftest import image_bytes
 from PIL import Image
 
-from bench.load import Client, Server, descendants, is_alive
+from bench.load import Client, Server, children_of, descendants, is_alive
 
 pytestmark = pytest.mark.gunicorn
 
@@ -67,21 +67,28 @@ def test_eight_concurrent_jobs_of_one_session_across_workers(gunicorn):
     assert "Traceback" not in log
 
 
-def test_children_go_when_their_worker_is_recycled_or_stopped(database_url):
+def wait_until(condition, what, timeout=15):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+
+
+def test_waiting_children_go_when_their_worker_is_recycled_or_stopped(database_url):
     env = {"DARKROOM_MAX_REQUESTS": "3"}  # each worker exits after three requests
     with Server("gunicorn", workers=2, database_url=database_url, env=env) as server:
         client = Client(server.port)
-        seen = set()
+        # Each worker's processes: its forkserver and the children waiting in it for a job.
+        below = {}
         for _ in range(10):
-            status, _ = client.upload(image_bytes((200, 150)), ["invert"])
-            assert status == 201
-            seen |= descendants(server.proc.pid)
-        time.sleep(1.0)
-        current = descendants(server.proc.pid)
-        gone_workers = [p for p in seen - current if p not in current]
-        assert gone_workers, "workers should have been recycled"
-        leftovers = [p for p in seen - current if is_alive(p)]
-        assert leftovers == [], "children of recycled workers must exit with them"
-        final = current
-    time.sleep(1.0)
-    assert [p for p in final if is_alive(p)] == []
+            client.get("/")  # starts the worker's waiting children
+            for worker in children_of(server.proc.pid):
+                below.setdefault(worker, set()).update(descendants(worker))
+        recycled = [w for w in below if not is_alive(w)]
+        assert recycled, "workers should have been recycled"
+        assert any(below[w] for w in recycled), "recycled workers had waiting children"
+        wait_until(lambda: not [p for w in recycled for p in below[w] if is_alive(p)],
+                   "the waiting children of recycled workers must exit with them")
+        final = descendants(server.proc.pid)
+        assert final, "the current workers keep waiting children"
+    wait_until(lambda: not [p for p in final if is_alive(p)], "everything exits with gunicorn")

@@ -3,9 +3,8 @@ import logging
 import pathlib
 import re
 import threading
-import time
 
-from conftest import upload
+from conftest import upload, wait_for_child_at_work
 
 
 def page_text(response):
@@ -75,11 +74,7 @@ def test_value_goes_through_the_child_slots_and_the_log(make_app, caplog):
     client.get("/")  # the session names its workspace, so /api/progress can see the job
     slow = threading.Thread(target=upload, args=(client,), kwargs={"ops": ["slow", "grayscale"]})
     slow.start()
-    deadline = time.monotonic() + 10
-    while not client.get("/api/progress").get_json()["running"]:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    time.sleep(0.1)  # the note is written just before the job takes its slot
+    wait_for_child_at_work(client)
     busy = app.test_client().get("/value", headers={"Accept": "application/json"})
     slow.join()
     assert busy.status_code == 503
