@@ -6,6 +6,7 @@ import logging
 import multiprocessing
 import multiprocessing.forkserver
 import os
+import signal
 import sys
 import threading
 import types
@@ -72,13 +73,37 @@ def _forkserver_alive() -> bool:
     # Without reaping it: the standard library waits for it itself before starting another.
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+            state = f.read().rsplit(")", 1)[1].split()[0]
     except OSError:  # gone, or no /proc: ask the process table
         try:
             os.kill(pid, 0)
         except OSError:
             return False
         return True
+    if state in ("T", "t"):
+        _kill_stopped(pid)
+        return False
+    return state != "Z"
+
+
+def _kill_stopped(pid: int) -> None:
+    # A stopped (SIGSTOP) forkserver leaves every start and every join waiting for it: kill it,
+    # and the next start replaces it; the joins of its children then return at once.
+    log.warning("the forkserver (pid %s) is stopped; killing it", pid)
+    os.kill(pid, signal.SIGKILL)
+
+
+def kill_stopped_forkserver() -> None:
+    """Kill this process's forkserver if it is stopped (it would never report its children's exits)."""
+    pid = forkserver_pid()
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            stopped = f.read().rsplit(")", 1)[1].split()[0] in ("T", "t")
+    except (OSError, TypeError):
+        return
+    if stopped and pid is not None:
+        with _forkserver_lock:
+            _kill_stopped(pid)
 
 
 def _start_forkserver(ctx: ForkServerContext | SpawnContext, preload: Sequence[str]) -> None:
@@ -127,7 +152,12 @@ def collect(proc: BaseProcess, conn: Connection, timeout: float) -> Outcome:
         outcome = {"status": "died"}
     finally:
         conn.close()
-    proc.join(5)
+    # Every wait is bounded. A forkserver child's exit is reported by the
+    # forkserver, so a child that does not seem to exit may be the forkserver's fault.
+    proc.join(1)
+    if proc.exitcode is None:
+        kill_stopped_forkserver()
+        proc.join(4)
     if proc.exitcode is None:
         proc.kill()
         proc.join(5)

@@ -319,3 +319,29 @@ def test_a_killed_forkserver_is_replaced_with_the_same_environment(app, caplog):
     assert new != old
     with open(f"/proc/{new}/environ", "rb") as f:
         assert f"GLIBC_TUNABLES={CHILD_GLIBC_TUNABLES}".encode() in f.read().split(b"\0")
+
+
+def test_a_stopped_forkserver_delays_a_call_by_seconds_and_is_replaced(app):
+    from handoff._processes import forkserver_pid
+
+    with app.app_context():
+        handoff.Handoff.warm_up()
+        assert handoff.run(fns.echo, 1) == 1
+        stopped = forkserver_pid()
+        os.kill(stopped, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            assert handoff.run(fns.echo, 2) == 2  # a waiting child answers; joining it waits for no one forever
+            assert handoff.run(fns.echo, 3) == 3  # started by a new forkserver
+            elapsed = time.monotonic() - started
+        finally:
+            if is_alive(stopped):
+                os.kill(stopped, signal.SIGCONT)
+        print(f"two calls with the forkserver stopped: {elapsed:.1f} s")
+        assert elapsed < 15
+        assert not is_alive(stopped)  # killed, not left stopped
+        deadline = time.monotonic() + 10
+        while forkserver_pid() == stopped:  # the refill thread starts a new one
+            assert time.monotonic() < deadline, "no new forkserver"
+            time.sleep(0.05)
+        assert handoff.run(fns.echo, 4) == 4
