@@ -174,8 +174,8 @@ def create():
         "created": datetime.now(UTC).isoformat(timespec="milliseconds"),
         "started": started,
         "note": note,
-        "max_pixels": current_app.config["DARKROOM_MAX_PIXELS"],
-        "plugins": current_app.config["DARKROOM_PLUGINS"],
+        "max_pixels": config["DARKROOM_MAX_PIXELS"],
+        "plugins": config["DARKROOM_PLUGINS"],
     }
     try:
         storage.write_progress(ws, job_id, pid=None, op="", done=0, total=len(ops), started=started, **note)
