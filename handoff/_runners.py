@@ -176,6 +176,9 @@ class WarmRunner(Runner):
                 self._ready.append(started)
 
     def _ensure_refiller(self) -> None:
+        if self._refiller is not None and not self._refiller.is_alive() and not self._closed:
+            log.error("the refill thread died; starting a new one")
+            self._refiller = None
         if self._refiller is None:
             self._refiller = threading.Thread(target=self._refill_forever, name="handoff-refill", daemon=True)
             self._refiller.start()

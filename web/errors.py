@@ -113,6 +113,8 @@ def _http_error(exc: HTTPException):
         return _database_busy(exc.original_exception)  # type: ignore[attr-defined]
     if exc.code == 413 and (message := form_too_large()):
         return error_response(413, message)
+    if exc.code == 500 and g.get("saved_job"):
+        return error_response(500, saved_but_failed())
     template = MESSAGES.get(exc.code or 500)
     if template and (exc.description == type(exc).description or exc.code in (413, 500)):
         limit = current_app.config["MAX_CONTENT_LENGTH"] or 0
@@ -155,9 +157,15 @@ def child_failure_message(exc: handoff.ChildFailed) -> str:
     return exc.message
 
 
+def saved_but_failed() -> str:
+    """The 500 message once the request's job is saved: "nothing was saved" would be untrue."""
+    return (f"Your image was processed and saved ({g.saved_job}), but answering failed; "
+            "reload the page to see it.")
+
+
 def _unexpected(exc: Exception):
     current_app.logger.exception("unhandled error", exc_info=exc)
-    return error_response(500, MESSAGES[500])
+    return error_response(500, saved_but_failed() if g.get("saved_job") else MESSAGES[500])
 
 
 def init_app(app: Flask) -> None:
