@@ -80,8 +80,9 @@ class Handle:
         """Wait up to ``timeout`` seconds (None: forever) for the call, then collect it.
 
         Returns its value and applies its session writes to ``flask.session``
-        (in a request); raises what ``run`` would, or ``TimeoutError`` if it has
-        not finished yet. A call is collected once: its files are removed.
+        (in a request); raises what ``run`` would, ``TimeoutError`` if it has
+        not finished yet, or ``KeyError`` if another request collected it first.
+        A call is collected once: its files are removed.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self.record_path.exists():
@@ -92,7 +93,10 @@ class Handle:
                 raise TimeoutError(f"call {self.id} has not finished")
             time.sleep(0.05)
         with new_lock(self.lock_path, self.lock_type):
-            record = json.loads(self.record_path.read_text(encoding="utf-8"))
+            try:
+                record = json.loads(self.record_path.read_text(encoding="utf-8"))
+            except FileNotFoundError:  # another request collected it first
+                raise KeyError(self.id) from None
             self._forget()
         outcome: Outcome = record["outcome"]
         if outcome["status"] != "ok":
