@@ -188,6 +188,30 @@ def _is_session(value: object) -> bool:
     return value is session or value is session._get_current_object()  # type: ignore[attr-defined]
 
 
+def _new_call(state: _State, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], *,
+              detached: bool) -> Call:
+    """The Call for ``fn(*args, **kwargs)``: ``flask.session`` among the arguments becomes a snapshot.
+
+    In a request the call gets the session's folder (records, progress);
+    outside one it has none, and no argument can be the session.
+    """
+    name = check_importable(fn)
+    in_request = has_request_context()
+
+    def carry(value: Any) -> Any:
+        return SessionArgument() if in_request and _is_session(value) else value
+
+    uses_session = in_request and any(_is_session(v) for v in (*args, *kwargs.values()))
+    folder, lock_path = state.folder(state.session_id()) if in_request else (None, None)
+    return Call(
+        id=secrets.token_hex(12), fn=fn,
+        args=tuple(carry(a) for a in args), kwargs={k: carry(v) for k, v in kwargs.items()},
+        session=dict(session) if uses_session else None,
+        folder=folder, lock_path=lock_path, lock_type=state.lock_type, memory_mb=state.memory_mb, fn_name=name,
+        detached=detached,
+    )
+
+
 def run(fn: Callable[..., T], /, *args: Any, timeout: float | None = None, **kwargs: Any) -> T:
     """Run ``fn(*args, **kwargs)`` in a fresh child process and return its value.
 
@@ -196,18 +220,8 @@ def run(fn: Callable[..., T], /, *args: Any, timeout: float | None = None, **kwa
     ``flask.session`` when it has finished. Raises ChildFailed, Timeout or Busy.
     """
     state = _state()
-    name = check_importable(fn)
-    in_request = has_request_context()
-    uses_session = in_request and any(_is_session(v) for v in (*args, *kwargs.values()))
-    folder, lock_path = state.folder(state.session_id()) if in_request else (None, None)
-    call = Call(
-        id=secrets.token_hex(12),
-        fn=fn,
-        args=tuple(SessionArgument() if in_request and _is_session(a) else a for a in args),
-        kwargs={k: SessionArgument() if in_request and _is_session(v) else v for k, v in kwargs.items()},
-        session=dict(session) if uses_session else None,
-        folder=folder, lock_path=lock_path, lock_type=state.lock_type, memory_mb=state.memory_mb, fn_name=name,
-    )
+    call = _new_call(state, fn, args, kwargs, detached=False)
+    name, folder, uses_session = call.fn_name, call.folder, call.session is not None
     limit = state.timeout if timeout is None else timeout
     started = time.perf_counter()
     try:
@@ -245,6 +259,11 @@ def _merge(call: Call) -> None:
         with open(call.record_path, encoding="utf-8") as f:
             record = json.load(f)
         call.record_path.unlink()
+    apply_writes(record)
+
+
+def apply_writes(record: dict[str, Any]) -> None:
+    """Apply a call record's session writes (keys set, keys deleted) to ``flask.session``."""
     for key, value in record["set"].items():
         session[key] = value
     for key in record["deleted"]:

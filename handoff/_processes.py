@@ -66,44 +66,45 @@ def forkserver_pid() -> int | None:
     return multiprocessing.forkserver._forkserver._forkserver_pid  # type: ignore[attr-defined]
 
 
-def _forkserver_alive() -> bool:
-    pid = forkserver_pid()
-    if pid is None:
-        return False
-    # Without reaping it: the standard library waits for it itself before starting another.
+def _process_state(pid: int) -> str | None:
+    """A process's state letter from /proc (``R``, ``S``, ``T`` stopped, ``Z`` zombie...), None if gone.
+
+    Read without reaping it: the standard library waits for its forkserver itself.
+    """
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
+            return f.read().rsplit(")", 1)[1].split()[0]
     except OSError:  # gone, or no /proc: ask the process table
         try:
             os.kill(pid, 0)
         except OSError:
-            return False
-        return True
-    if state in ("T", "t"):
-        _kill_stopped(pid)
-        return False
-    return state != "Z"
+            return None
+        return "?"
 
 
-def _kill_stopped(pid: int) -> None:
+def _kill_if_stopped(pid: int) -> bool:
     # A stopped (SIGSTOP) forkserver leaves every start and every join waiting for it: kill it,
     # and the next start replaces it; the joins of its children then return at once.
+    if _process_state(pid) not in ("T", "t"):
+        return False
     log.warning("the forkserver (pid %s) is stopped; killing it", pid)
     os.kill(pid, signal.SIGKILL)
+    return True
+
+
+def _forkserver_alive() -> bool:
+    pid = forkserver_pid()
+    if pid is None or _kill_if_stopped(pid):
+        return False
+    return _process_state(pid) not in (None, "Z")
 
 
 def kill_stopped_forkserver() -> None:
     """Kill this process's forkserver if it is stopped (it would never report its children's exits)."""
     pid = forkserver_pid()
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-            stopped = f.read().rsplit(")", 1)[1].split()[0] in ("T", "t")
-    except (OSError, TypeError):
-        return
-    if stopped and pid is not None:
+    if pid is not None:
         with _forkserver_lock:
-            _kill_stopped(pid)
+            _kill_if_stopped(pid)
 
 
 def _start_forkserver(ctx: ForkServerContext | SpawnContext, preload: Sequence[str]) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import socket
 import time
 from collections.abc import Callable
@@ -20,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flask import has_request_context, session
+from flask import has_request_context
 
-from ._child import Call, Outcome, SessionArgument, new_lock, write_json
-from ._extension import _ID, _error, _is_session, _log, _state, check_importable
+from ._child import Outcome, new_lock, write_json
+from ._extension import _ID, _error, _log, _new_call, _state, apply_writes, check_importable
 from .errors import ChildFailed
 
 #: How long after its deadline a call with no record counts as lost (its web process died).
@@ -102,10 +101,7 @@ class Handle:
         if outcome["status"] != "ok":
             raise _error(record.get("fn", ""), outcome, outcome.get("timeout", 0.0), self.memory_mb)
         if has_request_context():
-            for key, value in record["set"].items():
-                session[key] = value
-            for key in record["deleted"]:
-                session.pop(key, None)
+            apply_writes(record)
         return outcome["value"]
 
     def _forget(self) -> None:
@@ -122,21 +118,14 @@ def submit(fn: Callable[..., Any], /, *args: Any, timeout: float | None = None, 
     Raises Busy if no child slot frees within the queue timeout.
     """
     state = _state()
-    name = check_importable(fn)
     if not has_request_context():
+        check_importable(fn)  # the clearer error first
         raise RuntimeError("handoff.submit() needs a request: its result is collected by the session")
-    uses_session = any(_is_session(v) for v in (*args, *kwargs.values()))
-    folder, lock_path = state.folder(state.session_id())
+    call = _new_call(state, fn, args, kwargs, detached=True)
+    name = call.fn_name
+    assert call.folder is not None and call.lock_path is not None  # in a request
     limit = state.timeout if timeout is None else timeout
-    call = Call(
-        id=secrets.token_hex(12), fn=fn,
-        args=tuple(SessionArgument() if _is_session(a) else a for a in args),
-        kwargs={k: SessionArgument() if _is_session(v) else v for k, v in kwargs.items()},
-        session=dict(session) if uses_session else None,
-        folder=folder, lock_path=lock_path, lock_type=state.lock_type, memory_mb=state.memory_mb, fn_name=name,
-        detached=True,
-    )
-    handle = Handle(call.id, folder, lock_path, state.lock_type, state.memory_mb)
+    handle = Handle(call.id, call.folder, call.lock_path, state.lock_type, state.memory_mb)
     lease = {"call": call.id, "fn": name, "host": socket.gethostname(), "pid": os.getpid(),
              "deadline": time.time() + state.queue_timeout + limit}
     write_json(handle.lease_path, lease)
