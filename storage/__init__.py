@@ -1,6 +1,7 @@
 """Per-session workspaces, their manifests and locks. Knows nothing of Flask."""
 
 from .manifest import (
+    DISK_FULL_ERRNOS,
     clear_jobs,
     discard_job,
     edit_manifest,
@@ -21,6 +22,7 @@ from .workspace import (
 )
 
 __all__ = [
+    "DISK_FULL_ERRNOS",
     "LOCK_TYPES",
     "NotFound",
     "Workspace",

@@ -166,9 +166,13 @@ def record_job(ws: Workspace, job: dict[str, Any]) -> Manifest:
     return _update(ws, add)
 
 
+#: The error numbers of a file system (or a quota) with no room left.
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
 def is_disk_full(exc: BaseException) -> bool:
     """Whether ``exc`` says the file system (or the quota) has no room left."""
-    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS
 
 
 def _forget_jobs(ws: Workspace, job_ids: Callable[[Manifest], list[str]]) -> list[str]:

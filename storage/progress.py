@@ -61,14 +61,19 @@ def _unlisted(ws: Workspace, manifest: Manifest) -> list[Path]:
     return [e for e in ws.path.iterdir() if e.is_dir() and is_valid_id(e.name) and e.name not in finished]
 
 
+def _read_note(job_dir: Path) -> dict[str, Any] | None:
+    """A job directory's note, or None if it has none (or an unreadable one)."""
+    try:
+        return read_json(job_dir / PROGRESS_FILE)
+    except ValueError:
+        return None
+
+
 def running_jobs(ws: Workspace, manifest: Manifest) -> list[dict[str, Any]]:
     """Return the notes of jobs that are running now: a directory, no manifest entry yet, a live note."""
     notes = []
     for entry in _unlisted(ws, manifest):
-        try:
-            note = read_json(entry / PROGRESS_FILE)
-        except ValueError:  # being replaced
-            continue
+        note = _read_note(entry)
         if note is not None and is_live(note):
             notes.append(note)
     return sorted(notes, key=lambda n: n.get("started", 0))
@@ -82,10 +87,7 @@ def reclaim_abandoned(ws: Workspace, manifest: Manifest, grace_seconds: float) -
     """
     reclaimed = 0
     for entry in _unlisted(ws, manifest):
-        try:
-            note = read_json(entry / PROGRESS_FILE)
-        except ValueError:
-            note = None
+        note = _read_note(entry)
         if note is not None and is_live(note):
             continue
         if note is None and entry.stat().st_mtime > time.time() - grace_seconds:

@@ -1,6 +1,7 @@
 import io
 import os
 import shutil
+import subprocess
 import time
 import uuid
 from contextlib import contextmanager
@@ -145,6 +146,20 @@ def decode(data):
     im = Image.open(io.BytesIO(data))
     im.load()
     return im
+
+
+@contextmanager
+def tmpfs(folder, options):
+    """Mount a tmpfs with ``options`` (e.g. ``size=2m`` or ``ro``) on a new ``folder``; unmount after."""
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        require(f"cannot mount a tmpfs here ({mounted.stderr.strip()}); this test needs root")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=True)
 
 
 def wait_for_child_at_work(client, timeout=10):

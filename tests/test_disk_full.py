@@ -1,10 +1,9 @@
 """A full disk, for real: the storage root on a small tmpfs, filled up."""
 
 import os
-import subprocess
 
 import pytest
-from conftest import image_bytes, require, upload
+from conftest import image_bytes, tmpfs, upload
 from test_failures import assert_state
 
 STORAGE_FULL = "The server's storage is full; please try again later."
@@ -12,14 +11,8 @@ STORAGE_FULL = "The server's storage is full; please try again later."
 
 @pytest.fixture
 def small_disk(tmp_path):
-    mount_point = tmp_path / "small-disk"
-    mount_point.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        require(f"cannot mount a tmpfs here ({mounted.stderr.strip()}); the disk-full tests need root")
-    yield mount_point
-    subprocess.run(["umount", "-l", str(mount_point)], check=True)
+    with tmpfs(tmp_path / "small-disk", "size=2m") as mount_point:
+        yield mount_point
 
 
 def fill(directory, leave=0):

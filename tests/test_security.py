@@ -2,10 +2,9 @@
 
 import os
 import stat
-import subprocess
 
 import pytest
-from conftest import require, upload
+from conftest import tmpfs, upload
 
 import storage
 from app import create_app
@@ -169,14 +168,8 @@ def test_security_headers_on_pages_and_files(client):
 @pytest.fixture
 def read_only_instance(tmp_path):
     """An instance folder on a read-only file system (root ignores permission bits, not this)."""
-    folder = tmp_path / "ro-instance"
-    folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        require(f"cannot mount a read-only tmpfs here ({mounted.stderr.strip()}); this test needs root")
-    yield folder
-    subprocess.run(["umount", "-l", str(folder)], check=True)
+    with tmpfs(tmp_path / "ro-instance", "ro,size=1m") as folder:
+        yield folder
 
 
 def test_a_read_only_instance_folder_is_fine_when_nothing_lives_there(read_only_instance, tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 from typing import Any
 
 import sqlalchemy.exc
@@ -25,7 +24,7 @@ import handoff
 import imaging
 import storage
 
-from .limits import human_size, retry_after
+from .limits import InsufficientStorage, human_size, retry_after
 
 MESSAGES = {
     404: "Nothing here: this address does not exist, or belongs to another session.",
@@ -130,7 +129,7 @@ def _too_many(exc: RateLimitExceeded):
     return error_response(429, f"{exc.description} Please try again in {wait}.", {"Retry-After": str(seconds)})
 
 
-STORAGE_FULL = "The server's storage is full; please try again later."
+STORAGE_FULL = InsufficientStorage.description
 
 
 def _os_error(exc: OSError):
@@ -141,7 +140,7 @@ def _os_error(exc: OSError):
 
 
 def _child_failed(exc: handoff.ChildFailed):
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+    if exc.errno in storage.DISK_FULL_ERRNOS:
         return error_response(507, STORAGE_FULL)
     return error_response(500, child_failure_message(exc))
 

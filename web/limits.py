@@ -29,7 +29,7 @@ class InsufficientStorage(HTTPException):
     """507: there is no room to keep what the client sent."""
 
     code = 507
-    description = "The server's storage is full; please try again later."  # as web.errors.STORAGE_FULL
+    description = "The server's storage is full; please try again later."
 
 
 def human_size(n: float) -> str:

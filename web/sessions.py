@@ -22,6 +22,12 @@ SEEN_KEY = "_seen"
 KEEP_ALIVE_SECONDS = 3600
 
 
+def _inside(path: str, folder: str) -> bool:
+    """Whether ``path`` is ``folder`` or below it (real paths; ``/a/bc`` is not inside ``/a/b``)."""
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return os.path.commonpath([path, folder]) == folder
+
+
 def check_instance_writable(app: Flask) -> None:
     """Fail at start-up, saying why, if the instance folder must be written to and cannot be."""
     instance = os.path.realpath(app.instance_path)
@@ -29,9 +35,9 @@ def check_instance_writable(app: Flask) -> None:
     if not app.config["SECRET_KEY"]:
         needs.append("the generated secret key (or set SECRET_KEY)")
     database = app.config["SQLALCHEMY_DATABASE_URI"]
-    if database.startswith("sqlite:///") and os.path.realpath(database[len("sqlite:///"):]).startswith(instance):
+    if database.startswith("sqlite:///") and _inside(database[len("sqlite:///"):], instance):
         needs.append("the SQLite session database (or set SQLALCHEMY_DATABASE_URI)")
-    if os.path.realpath(app.config["DARKROOM_STORAGE_ROOT"]).startswith(instance):
+    if _inside(app.config["DARKROOM_STORAGE_ROOT"], instance):
         needs.append("the workspaces (or set DARKROOM_STORAGE_ROOT)")
     if needs and not os.access(instance, os.W_OK):
         raise RuntimeError(f"The instance folder {instance} is not writable, and it holds {'; '.join(needs)}.")
