@@ -50,6 +50,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, seconds: float = 20) -> None:
+    """Ask ``proc`` to stop with ``sig``; SIGKILL it if it has not within ``seconds``."""
+    proc.send_signal(sig)
+    try:
+        proc.wait(seconds)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def wait_for_port(port: int, what: str, seconds: float = 10) -> None:
     """Wait until something accepts connections on ``port`` of this machine; RuntimeError after ``seconds``."""
     deadline = time.monotonic() + seconds
@@ -83,8 +93,7 @@ class RedisServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
+        stop_process(self.proc, seconds=10)
 
 
 def rss_kb(pid: int) -> int:
@@ -192,12 +201,7 @@ class Server:
         return [int(m) for m in re.findall(r"child_peak_rss_kb=(\d+)", self.log_text())]
 
     def __exit__(self, *exc: object) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
         self.log.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from conftest import expect_visible, image_bytes, postgres_database, require
 
-from bench.load import Client, RedisServer, Server, free_port, wait_for_port
+from bench.load import Client, RedisServer, Server, free_port, stop_process, wait_for_port
 
 pytestmark = pytest.mark.deploy
 
@@ -88,12 +88,7 @@ class Nginx:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.proc.send_signal(signal.SIGQUIT)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc, signal.SIGQUIT, 10)  # nginx's graceful stop
 
 
 @dataclass
