@@ -1,18 +1,26 @@
 """The Pillow pipeline and Darkroom's image job. Knows nothing of Flask or of processes."""
 
-from .ops import DEFAULT_OPS, OPS, load_plugins
+from .encode import OUTPUT_FORMATS, Encoding, parse_encoding
+from .ops import DEFAULT_OPS, OPS, BadOp, OpCall, load_plugins, parse_op
 from .pipeline import BadImage, TooManyPixels, extension, probe
 
-#: What the forkserver imports once, so every child starts with the job and Pillow loaded.
-CHILD_PRELOAD = ["imaging.job", "PIL.Image", "PIL.JpegImagePlugin", "PIL.PngImagePlugin"]
+#: What the forkserver imports once, so every child starts with the job, Pillow and its codecs loaded.
+CHILD_PRELOAD = ["imaging.job", "PIL.Image", "PIL.JpegImagePlugin", "PIL.PngImagePlugin",
+                  "imaging.child_codecs"]
 
 __all__ = [
     "CHILD_PRELOAD",
     "DEFAULT_OPS",
     "OPS",
+    "OUTPUT_FORMATS",
     "BadImage",
+    "BadOp",
+    "Encoding",
+    "OpCall",
     "TooManyPixels",
     "extension",
     "load_plugins",
+    "parse_encoding",
+    "parse_op",
     "probe",
 ]

@@ -17,7 +17,8 @@ from PIL import Image
 
 from storage import Workspace, record_job, write_progress
 
-from .ops import load_plugins
+from .encode import Encoding
+from .ops import BadOp, load_plugins
 from .pipeline import BadImage, render
 
 # Register Pillow's common codecs now: in the forkserver this runs once, and
@@ -48,13 +49,17 @@ def run_job(spec: JobSpec) -> Result:
 
     load_plugins(spec.get("plugins", ()))
     try:
-        outputs = render(
+        decoded, outputs = render(
             ws.job_dir(job_id) / spec["source"]["file"], ws.job_dir(job_id), ops,
-            spec["max_pixels"], progress,
+            spec["max_pixels"], progress, Encoding(**spec.get("encoding", {})),
         )
-    except BadImage as exc:
+    except (BadImage, BadOp) as exc:
         return {"status": "bad_image", "message": str(exc)}
-    job = {"id": job_id, "created": spec["created"], "source": spec["source"], "outputs": outputs}
+    # The child has decoded the image: its size as shown, and how many frames it has.
+    source = {**spec["source"], "width": decoded["width"], "height": decoded["height"]}
+    if decoded["frames"] > 1:
+        source["frames"] = decoded["frames"]
+    job = {"id": job_id, "created": spec["created"], "source": source, "outputs": outputs}
     if spec.get("note", {}).get("idempotency_key"):
         job["idempotency_key"] = spec["note"]["idempotency_key"]
     # The derivatives are all on disk; only now does the job become visible.

@@ -1,14 +1,38 @@
-"""The image operations: each takes a decoded image and returns a new one."""
+"""The image operations: each takes a decoded image (and its argument) and returns a new one.
+
+An op is asked for by name, optionally with one argument after a colon:
+``thumbnail``, ``thumbnail:640``, ``rotate:45``, ``resize:800x600,cover``.
+:func:`parse_op` checks the argument and gives the op's canonical spelling,
+which names its output file: only text this module wrote reaches a path.
+"""
 
 from __future__ import annotations
 
 import importlib
+import math
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from PIL import Image, ImageFilter, ImageOps
 
-THUMBNAIL_BOX = (320, 320)
+
+class BadOp(ValueError):
+    """An op name or argument the registry does not accept (a user error)."""
+
+
+@dataclass(frozen=True)
+class Param:
+    """An op's one argument: its default (as text), what it means, and how to read it.
+
+    ``read`` turns the text into ``(value, canonical_text)`` or raises ValueError.
+    """
+
+    default: str
+    help: str  # "a longest edge in px, 16 to 4096": in the form, the README and every 400
+    read: Callable[[str], tuple[Any, str]]
+    shown: str = "{}"  # how a label shows the argument: "{} px", "radius {}"
 
 
 @dataclass(frozen=True)
@@ -17,18 +41,50 @@ class Op:
 
     name: str
     label: str
-    apply: Callable[[Image.Image], Image.Image]
+    apply: Callable[..., Image.Image]  # (im) or, with a param, (im, value)
     shrinks: bool = False  # output is far smaller than the source: may decode reduced
+    param: Param | None = None
+    # With shrinks: the smallest decoded size (w, h) that still makes the output exactly.
+    needs: Callable[[Any], tuple[int, int]] | None = None
+
+
+@dataclass(frozen=True)
+class OpCall:
+    """One requested op with its argument read: what the child applies."""
+
+    op: Op
+    value: Any
+    spec: str  # canonical: "thumbnail" for the default, "thumbnail:640" otherwise
+
+    @property
+    def stem(self) -> str:
+        """The output file's name without extension: ``thumbnail``, ``rotate-45``, ``resize-800x600-cover``."""
+        return self.spec.replace(":", "-").replace(",", "-")
+
+    @property
+    def label(self) -> str:
+        """What a person sees under the output: "Thumbnail (640 px)", "Grayscale"."""
+        if self.op.param is None:
+            return self.op.label
+        arg = self.spec.partition(":")[2] or self.op.param.default
+        return f"{self.op.label} ({self.op.param.shown.format(arg)})"
+
+    def apply(self, im: Image.Image) -> Image.Image:
+        """Run the op on ``im``."""
+        return self.op.apply(im) if self.op.param is None else self.op.apply(im, self.value)
 
 
 OPS: dict[str, Op] = {}
 
 
-def register(name: str, label: str, *, shrinks: bool = False):
-    """Decorator adding a function ``Image -> Image`` to the registry under ``name``."""
+def register(
+    name: str, label: str, *, shrinks: bool = False, param: Param | None = None,
+    needs: Callable[[Any], tuple[int, int]] | None = None,
+):
+    """Decorator adding a function ``Image -> Image`` (``(Image, value) -> Image`` with a param)."""
 
-    def add(fn: Callable[[Image.Image], Image.Image]) -> Callable[[Image.Image], Image.Image]:
-        OPS[name] = Op(name, label, fn, shrinks)
+    def add(fn: Callable[..., Image.Image]) -> Callable[..., Image.Image]:
+        OPS[name] = Op(name, label, fn, shrinks, param, needs)
         return fn
 
     return add
@@ -40,15 +96,71 @@ def load_plugins(modules: Iterable[str]) -> None:
         importlib.import_module(module)
 
 
-def _rgb(im: Image.Image) -> Image.Image:
-    return im if im.mode == "RGB" else im.convert("RGB")
+def parse_op(text: str) -> OpCall:
+    """Read ``name`` or ``name:argument``; raise BadOp with the allowed names or range."""
+    name, colon, arg = text.partition(":")
+    op = OPS.get(name)
+    if op is None:
+        raise BadOp(f"Unknown operation {_shown(name)}; choose from: {', '.join(OPS)}.")
+    if op.param is None:
+        if colon:
+            raise BadOp(f"The operation {name!r} takes no argument.")
+        return OpCall(op, None, name)
+    try:
+        value, canonical = op.param.read(arg.strip() if colon else op.param.default)
+    except ValueError:
+        raise BadOp(f"{_shown(text)} is not valid: {name} takes {op.param.help}.") from None
+    _, default = op.param.read(op.param.default)
+    return OpCall(op, value, name if canonical == default else f"{name}:{canonical}")
 
 
-@register("thumbnail", f"Thumbnail ({THUMBNAIL_BOX[0]} px)", shrinks=True)
-def thumbnail(im: Image.Image) -> Image.Image:
-    # reducing_gap: shrink by an integer factor with reduce() first, then
-    # resample the last 2x; nearly a full LANCZOS's quality at a fraction of its cost.
-    return im.resize(_fit(im.size, THUMBNAIL_BOX), Image.Resampling.LANCZOS, reducing_gap=2.0)
+def _shown(text: str) -> str:
+    # Quoted and shortened: a message must not grow with what the client sent.
+    return repr("".join(c for c in text if c.isprintable())[:30])
+
+
+def number(low: float, high: float, *, whole: bool = False) -> Callable[[str], tuple[Any, str]]:
+    """A reader of a number from ``low`` to ``high`` (a whole number with ``whole``)."""
+
+    def read(text: str) -> tuple[Any, str]:
+        value = float(text)  # ValueError for anything that is not a number
+        if not math.isfinite(value) or not low <= value <= high or (whole and not value.is_integer()):
+            raise ValueError(text)
+        return (int(value), str(int(value))) if whole else (value, f"{value:g}")
+
+    return read
+
+
+def _degrees(text: str) -> tuple[float, str]:
+    value, _ = number(-360, 360)(text)
+    value %= 360  # -90 and 270 are one rotation, with one file name
+    return value, f"{value:g}"
+
+
+_BOX = re.compile(r"(\d{1,5})x(\d{1,5})(?:,(contain|cover))?")
+MAX_EDGE = 8192
+
+
+def _box(text: str) -> tuple[tuple[int, int, str], str]:
+    match = _BOX.fullmatch(text.lower())
+    if not match or not all(1 <= int(n) <= MAX_EDGE for n in match.group(1, 2)):
+        raise ValueError(text)
+    width, height, fit = int(match[1]), int(match[2]), match[3] or "contain"
+    return (width, height, fit), f"{width}x{height}" + (",cover" if fit == "cover" else "")
+
+
+def _premultiplied(im: Image.Image, fn: Callable[[Image.Image], Image.Image]) -> Image.Image:
+    """Apply a filter to colour weighted by alpha, so transparent pixels lend no colour to edges."""
+    weighted = {"RGBA": "RGBa", "LA": "La"}.get(im.mode)
+    return fn(im.convert(weighted)).convert(im.mode) if weighted else fn(im)
+
+
+def _with_alpha_of(source: Image.Image, out: Image.Image) -> Image.Image:
+    """``out`` with ``source``'s transparency, for ops that work on grey levels."""
+    if "A" in source.mode:
+        out = out.convert("RGBA" if out.mode == "RGB" else "LA")
+        out.putalpha(source.getchannel("A"))
+    return out
 
 
 def _fit(size: tuple[int, int], box: tuple[int, int]) -> tuple[int, int]:
@@ -56,42 +168,78 @@ def _fit(size: tuple[int, int], box: tuple[int, int]) -> tuple[int, int]:
     return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
 
 
+@register(
+    "thumbnail", "Thumbnail", shrinks=True,
+    param=Param("320", "a longest edge in px, 16 to 4096", number(16, 4096, whole=True), "{} px"),
+    needs=lambda edge: (2 * edge, 2 * edge),
+)
+def thumbnail(im: Image.Image, edge: int) -> Image.Image:
+    # Never enlarges. reducing_gap: shrink by an integer factor with reduce()
+    # first, then resample the last 2x; nearly a full LANCZOS's quality at a
+    # fraction of its cost. Pillow resizes RGBA premultiplied.
+    return im.resize(_fit(im.size, (edge, edge)), Image.Resampling.LANCZOS, reducing_gap=2.0)
+
+
+@register(
+    "resize", "Resize", shrinks=True,
+    param=Param("1024x768", "WIDTHxHEIGHT (1 to 8192 px), optionally ,contain (fit inside, the default) "
+                "or ,cover (fill, cropped at the centre)", _box, "to {}"),
+    needs=lambda box: (2 * box[0], 2 * box[1]),
+)
+def resize(im: Image.Image, box: tuple[int, int, str]) -> Image.Image:
+    width, height, fit = box
+    if fit == "cover":
+        return ImageOps.fit(im, (width, height), Image.Resampling.LANCZOS, centering=(0.5, 0.5))
+    return ImageOps.contain(im, (width, height), Image.Resampling.LANCZOS)
+
+
 @register("grayscale", "Grayscale")
 def grayscale(im: Image.Image) -> Image.Image:
     return im.convert("LA") if "A" in im.mode else im.convert("L")
 
 
-@register("blur", "Blur (radius 4)")
-def blur(im: Image.Image) -> Image.Image:
-    return im.filter(ImageFilter.GaussianBlur(4))
+@register("blur", "Blur", param=Param("4", "a radius in px, 0.1 to 100", number(0.1, 100), "radius {}"))
+def blur(im: Image.Image, radius: float) -> Image.Image:
+    return _premultiplied(im, lambda i: i.filter(ImageFilter.GaussianBlur(radius)))
 
 
 @register("sharpen", "Sharpen")
 def sharpen(im: Image.Image) -> Image.Image:
-    return im.filter(ImageFilter.UnsharpMask(radius=2, percent=150, threshold=3))
+    return _premultiplied(im, lambda i: i.filter(ImageFilter.UnsharpMask(radius=2, percent=150, threshold=3)))
 
 
 @register("edges", "Edges")
 def edges(im: Image.Image) -> Image.Image:
-    return im.convert("L").filter(ImageFilter.FIND_EDGES)
+    return _with_alpha_of(im, im.convert("L").filter(ImageFilter.FIND_EDGES))
 
 
 @register("sepia", "Sepia")
 def sepia(im: Image.Image) -> Image.Image:
-    return ImageOps.colorize(im.convert("L"), black="#2e1f0f", white="#fff3dc", mid="#a67c52")
+    toned = ImageOps.colorize(im.convert("L"), black="#2e1f0f", white="#fff3dc", mid="#a67c52")
+    return _with_alpha_of(im, toned)
 
 
-@register("rotate", "Rotate 90° clockwise")
-def rotate(im: Image.Image) -> Image.Image:
-    return im.transpose(Image.Transpose.ROTATE_270)
+@register(
+    "rotate", "Rotate",
+    param=Param("90", "degrees clockwise, -360 to 360 (other than multiples of 90, the canvas "
+                "grows and its new corners are transparent)", _degrees, "{}° clockwise"),
+)
+def rotate(im: Image.Image, degrees: float) -> Image.Image:
+    quarter = {0: None, 90: Image.Transpose.ROTATE_270, 180: Image.Transpose.ROTATE_180,
+               270: Image.Transpose.ROTATE_90}
+    if degrees in quarter:  # exact: pixels move, none is resampled
+        method = quarter[degrees]
+        return im.copy() if method is None else im.transpose(method)
+    clear = im if "A" in im.mode else im.convert("LA" if im.mode == "L" else "RGBA")
+    return _premultiplied(
+        clear, lambda i: i.rotate(-degrees, Image.Resampling.BICUBIC, expand=True, fillcolor=0)
+    )
 
 
 @register("invert", "Invert colours")
 def invert(im: Image.Image) -> Image.Image:
-    if im.mode == "RGBA":
-        r, g, b, a = im.split()
-        return Image.merge("RGBA", (*ImageOps.invert(Image.merge("RGB", (r, g, b))).split(), a))
-    return ImageOps.invert(_rgb(im) if im.mode not in ("L", "RGB") else im)
+    colour = im.convert(im.mode.rstrip("A")) if "A" in im.mode else im
+    return _with_alpha_of(im, ImageOps.invert(colour))
 
 
 DEFAULT_OPS = ("thumbnail", "grayscale", "sepia")

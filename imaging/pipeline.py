@@ -9,17 +9,29 @@ from typing import Any
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .ops import OPS, THUMBNAIL_BOX
+from .colour import to_working_mode
+from .encode import Encoding, is_photographic, kept_metadata, save
+from .ops import OpCall, parse_op
 
 #: Formats Darkroom accepts, as Pillow names them, with the extension stored on disk.
-FORMATS = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp"}
-JPEG_QUALITY = 85
+FORMATS = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp", "HEIF": "heic", "AVIF": "avif",
+           "TIFF": "tif", "BMP": "bmp"}
+NOT_AN_IMAGE = "The file is not an image Darkroom reads (JPEG, PNG, GIF, WebP, HEIC, AVIF, TIFF or BMP)."
+#: Read from their header by Pillow in the web process, without decoding.
+_HEADER_FORMATS = ["JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP"]
+#: HEIF and AVIF brands of an ISO-BMFF ``ftyp`` box. Pillow's AVIF plugin and
+#: pillow-heif read the whole file to open it, so the web process only sniffs
+#: these; the child reads their header before it decodes a pixel.
+_AVIF_BRANDS = {b"avif", b"avis"}
+_HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
 
 # Darkroom refuses every image over its limit itself, from the header and
 # before any pixel is decoded (_check_pixels), with one message for every
 # size. Pillow's own check (a warning, then its own error past twice its
 # limit) would only say the same thing differently.
 Image.MAX_IMAGE_PIXELS = None
+
+_ORIENTATION = 0x0112
 
 
 class BadImage(ValueError):
@@ -38,19 +50,59 @@ def _check_pixels(size: tuple[int, int], max_pixels: int) -> None:
         )
 
 
-def _open(path: Path, max_pixels: int) -> Image.Image:
+def _open(path: Path, max_pixels: int, formats: list[str]) -> Image.Image:
     try:
-        im = Image.open(path, formats=list(FORMATS))
-    except (UnidentifiedImageError, SyntaxError, OSError, ValueError) as exc:
-        raise BadImage("The file is not a JPEG, PNG, GIF or WebP image.") from exc
-    _check_pixels(im.size, max_pixels)
+        im = Image.open(path, formats=formats)
+    except (UnidentifiedImageError, SyntaxError, OSError, ValueError, RuntimeError) as exc:
+        raise BadImage(NOT_AN_IMAGE) from exc
+    try:
+        _check_pixels(im.size, max_pixels)
+    except TooManyPixels:
+        im.close()
+        raise
     return im
 
 
+def _sniff_isobmff(path: Path) -> str | None:
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if head[4:8] != b"ftyp":
+        return None
+    size = min(int.from_bytes(head[:4], "big"), len(head))
+    brands = {head[8:12], *(head[i:i + 4] for i in range(16, size - 3, 4))}
+    if brands & _AVIF_BRANDS:
+        return "AVIF"
+    return "HEIF" if brands & _HEIF_BRANDS else None
+
+
+def displayed_size(im: Image.Image) -> tuple[int, int]:
+    """The size a viewer shows: EXIF orientations 5 to 8 turn the stored image a quarter.
+
+    Reads the EXIF the header already holds (``getexif`` would decode a PNG's pixels).
+    """
+    raw = im.info.get("exif")
+    if isinstance(raw, bytes):
+        exif = Image.Exif()
+        exif.load(raw)
+        orientation = exif.get(_ORIENTATION)
+    else:
+        tags = getattr(im, "tag_v2", None)  # TIFF keeps it among its own tags
+        orientation = tags.get(_ORIENTATION) if tags is not None else None
+    return (im.height, im.width) if orientation in (5, 6, 7, 8) else im.size
+
+
 def probe(path: Path, max_pixels: int) -> dict[str, Any]:
-    """Read only the header of an image: its format and size. Decodes no pixels."""
-    with _open(path, max_pixels) as im:
-        return {"format": im.format, "width": im.width, "height": im.height}
+    """Read only the header of an image: its format and displayed size. Decodes no pixels.
+
+    HEIC and AVIF are recognised by their brand only (width and height None):
+    the child checks their size before decoding.
+    """
+    fmt = _sniff_isobmff(path)
+    if fmt:
+        return {"format": fmt, "width": None, "height": None}
+    with _open(path, max_pixels, _HEADER_FORMATS) as im:
+        width, height = displayed_size(im)
+        return {"format": im.format, "width": width, "height": height}
 
 
 def extension(fmt: str) -> str:
@@ -58,38 +110,31 @@ def extension(fmt: str) -> str:
     return FORMATS[fmt]
 
 
-def decode(path: Path, max_pixels: int, *, reduced: bool = False) -> Image.Image:
-    """Decode the source once; with ``reduced``, let JPEG decode at a fraction of its size."""
-    im = _open(path, max_pixels)
+def decode(path: Path, max_pixels: int, *, reduced_to: tuple[int, int] | None = None) -> Image.Image:
+    """Decode the source's first frame once, upright, in sRGB, 8-bit L/LA/RGB/RGBA.
+
+    With ``reduced_to``, a JPEG may decode at 1/2, 1/4 or 1/8 of its size, still
+    at least that large. The decoded image keeps ``info["frames"]`` (its frame
+    count), ``info["format"]``, ``info["shown"]`` (the size a viewer sees,
+    not the reduced one) and ``info["kept"]`` (the metadata a user may keep).
+    """
+    from . import child_codecs  # noqa: F401  (HEIC and the rest: only where pixels are decoded)
+
+    im = _open(path, max_pixels, list(FORMATS))
     try:
-        if reduced and im.format == "JPEG":
-            # DCT scaling: decode 1/2, 1/4 or 1/8 of the size, still above the box.
-            im.draft("RGB", (THUMBNAIL_BOX[0] * 2, THUMBNAIL_BOX[1] * 2))
+        fmt, frames, shown = im.format or "", getattr(im, "n_frames", 1), displayed_size(im)
+        drafted = bool(reduced_to) and fmt == "JPEG"
+        if drafted:
+            im.draft(None, reduced_to)  # DCT scaling, in the decoder
         im.load()
+        kept = kept_metadata(im)
         ImageOps.exif_transpose(im, in_place=True)
-    except (OSError, SyntaxError, ValueError) as exc:
+        im = to_working_mode(im)
+    except (OSError, SyntaxError, ValueError, RuntimeError, EOFError) as exc:
         raise BadImage(f"The image data is damaged or incomplete ({exc}).") from exc
-    if im.mode not in ("RGB", "RGBA", "L", "LA"):
-        has_alpha = im.mode in ("PA", "RGBa") or "transparency" in im.info
-        im = im.convert("RGBA" if has_alpha else "RGB")
+    im.info.clear()  # comments, XMP, GPS: never carried to an output
+    im.info.update(format=fmt, frames=frames, kept=kept, shown=shown if drafted else im.size)
     return im
-
-
-def save(im: Image.Image, path_stem: Path) -> dict[str, Any]:
-    """Save an output (JPEG, or PNG if it has alpha) and describe the file written."""
-    fmt = "PNG" if "A" in im.mode else "JPEG"
-    path = path_stem.with_suffix("." + FORMATS[fmt])
-    if fmt == "JPEG":
-        im.save(path, fmt, quality=JPEG_QUALITY, optimize=False)
-    else:
-        im.save(path, fmt, compress_level=3)
-    return {
-        "file": path.name,
-        "width": im.width,
-        "height": im.height,
-        "format": fmt,
-        "bytes": path.stat().st_size,
-    }
 
 
 ProgressCallback = Callable[[str, int], None]
@@ -101,22 +146,31 @@ def render(
     ops: Sequence[str],
     max_pixels: int,
     on_op: ProgressCallback | None = None,
-) -> list[dict[str, Any]]:
+    encoding: Encoding = Encoding(),
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Decode ``source`` once, apply each op and save its output into ``out_dir``.
 
-    Returns one description per output, in the order of ``ops``, each with
-    the op's time in milliseconds.
+    Returns what was decoded (``width``, ``height`` as shown, ``frames``) and
+    one description per output, in the order of ``ops``, each with its time
+    in milliseconds.
     """
-    reduced = all(OPS[name].shrinks for name in ops)
-    im = decode(source, max_pixels, reduced=reduced)
+    calls: list[OpCall] = [parse_op(text) for text in ops]
+    reduced_to = None
+    if all(c.op.shrinks and c.op.needs for c in calls):
+        needs = [c.op.needs(c.value) for c in calls if c.op.needs]
+        reduced_to = (max(n[0] for n in needs), max(n[1] for n in needs))
+    im = decode(source, max_pixels, reduced_to=reduced_to)
+    info = im.info.copy()
+    photographic = is_photographic(im, info["format"])
+    decoded = {"width": info["shown"][0], "height": info["shown"][1], "frames": info["frames"]}
     outputs = []
-    for done, name in enumerate(ops):
+    for done, call in enumerate(calls):
         if on_op:
-            on_op(name, done)
+            on_op(call.spec, done)
         started = time.perf_counter()
-        result = OPS[name].apply(im)
-        info = save(result, out_dir / name)
-        info["ms"] = round((time.perf_counter() - started) * 1000, 1)
-        outputs.append({"op": name, **info})
+        result = call.apply(im)
+        written = save(result, out_dir, call.stem, encoding, photographic=photographic, metadata=info["kept"])
+        written["ms"] = round((time.perf_counter() - started) * 1000, 1)
+        outputs.append({"op": call.spec, "label": call.label, **written})
         del result
-    return outputs
+    return decoded, outputs

@@ -144,7 +144,7 @@ def test_bad_file_shows_a_message_next_to_the_form(page, tmp_path):
     page.click("#submit")
     message = page.locator("#messages .flash-error")
     message.wait_for()
-    assert "not a JPEG, PNG, GIF or WebP" in message.inner_text()
+    assert "not an image Darkroom reads" in message.inner_text()
     assert page.locator("#preview-img").is_hidden()
     assert "(no preview)" in page.locator("#preview-info").inner_text()
     assert page.locator("#submit").is_enabled()

@@ -75,11 +75,11 @@ def corrupt_png():
 
 BAD_UPLOADS = {
     "empty file": (b"", "The uploaded file is empty."),
-    "text": (b"just some words\n" * 10, "not a JPEG, PNG, GIF or WebP"),
-    "html": (b"<!doctype html><html><body>hi</body></html>", "not a JPEG, PNG, GIF or WebP"),
-    "zip": (zip_bytes(), "not a JPEG, PNG, GIF or WebP"),
-    "pdf": (b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF", "not a JPEG, PNG, GIF or WebP"),
-    "svg": (b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>', "not a JPEG, PNG, GIF or WebP"),
+    "text": (b"just some words\n" * 10, "not an image Darkroom reads"),
+    "html": (b"<!doctype html><html><body>hi</body></html>", "not an image Darkroom reads"),
+    "zip": (zip_bytes(), "not an image Darkroom reads"),
+    "pdf": (b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF", "not an image Darkroom reads"),
+    "svg": (b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>', "not an image Darkroom reads"),
     "truncated jpeg": (truncated_jpeg(), "damaged or incomplete"),
     "corrupt png": (corrupt_png(), "damaged or incomplete"),
     "png bomb 20000x20000": (png_bomb(), "The image is 20000×20000 pixels; the limit is 60 megapixels."),

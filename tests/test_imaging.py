@@ -31,7 +31,7 @@ def test_probe_refuses_too_many_pixels(tmp_path):
 
 def test_thumbnail_alone_decodes_a_reduced_jpeg(tmp_path):
     path = write(tmp_path, image_bytes((4000, 3000)))
-    assert decode(path, 10**8, reduced=True).size == (1000, 750)
+    assert decode(path, 10**8, reduced_to=(640, 640)).size == (1000, 750)
     assert decode(path, 10**8).size == (4000, 3000)
 
 
@@ -41,7 +41,8 @@ def test_render_writes_every_op_and_reports_its_time(tmp_path):
     out.mkdir()
     seen = []
     ops = ["thumbnail", "grayscale", "blur", "sharpen", "edges", "sepia", "rotate", "invert"]
-    outputs = render(src, out, ops, 10**8, lambda op, done: seen.append((op, done)))
+    decoded, outputs = render(src, out, ops, 10**8, lambda op, done: seen.append((op, done)))
+    assert decoded == {"width": 600, "height": 400, "frames": 1}
     assert seen == [(op, i) for i, op in enumerate(ops)]
     sizes = {o["op"]: (o["width"], o["height"]) for o in outputs}
     assert sizes == {"thumbnail": (320, 213), "grayscale": (600, 400), "blur": (600, 400),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -82,15 +83,32 @@ def display_name(filename: str | None) -> str:
 
 
 def requested_ops() -> list[str]:
-    """Return the ops asked for (deduplicated, in order), or the default set."""
-    ops = list(dict.fromkeys(request.form.getlist("ops"))) or list(imaging.DEFAULT_OPS)
-    unknown = [op for op in ops if op not in imaging.OPS]
-    if unknown:
-        # Name a few, shortened: the message must not grow with what the client sent.
-        named = ", ".join(repr(display_name(op)[:30]) for op in unknown[:3])
-        more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
-        abort(400, f"Unknown operation {named}{more}; choose from: {', '.join(imaging.OPS)}.")
-    return ops
+    """Return the ops asked for, canonical and deduplicated, in order (or the default set).
+
+    An op may carry its argument after a colon (``thumbnail:640``, the API's
+    way), or in the form's ``arg-<op>`` fields, joined with commas
+    (``arg-resize=800x600`` and ``arg-resize=cover``).
+    """
+    asked = request.form.getlist("ops") or list(imaging.DEFAULT_OPS)
+    ops = []
+    for text in asked:
+        args = [a.strip() for a in request.form.getlist(f"arg-{text}") if a.strip()]
+        try:
+            call = imaging.parse_op(f"{text}:{','.join(args)}" if args and ":" not in text else text)
+        except imaging.BadOp as exc:
+            abort(400, str(exc))
+        ops.append(call.spec)
+    return list(dict.fromkeys(ops))
+
+
+def requested_encoding() -> dict[str, Any]:
+    """Return the ``format``, ``quality`` and ``metadata`` fields, checked, as the child's Encoding fields."""
+    form = request.form
+    try:
+        encoding = imaging.parse_encoding(form.get("format"), form.get("quality"), form.get("metadata"))
+    except imaging.BadOp as exc:
+        abort(400, str(exc))
+    return dataclasses.asdict(encoding)
 
 
 def job_json(job: dict[str, Any]) -> dict[str, Any]:
@@ -159,6 +177,7 @@ def create():
     limits.check_free_disk()
     limits.check_session_quota(ws)
     ops = requested_ops()
+    encoding = requested_encoding()
     job_id = storage.new_id()
     source = accept_upload(ws, job_id)
     started = time.time()
@@ -170,6 +189,7 @@ def create():
         "workspace": ws,
         "job_id": job_id,
         "ops": ops,
+        "encoding": encoding,
         "source": source,
         "created": datetime.now(UTC).isoformat(timespec="milliseconds"),
         "started": started,
