@@ -51,7 +51,8 @@ def to_8bit(im: Image.Image) -> Image.Image:
     if im.mode.startswith("I;16"):
         im, top = im.convert("I"), 65535.0
     elif im.mode in ("I", "F"):
-        _, high = im.getextrema()
+        _, high = im.getextrema()  # one band: (low, high)
+        assert isinstance(high, (int, float))
         # Integers up to 16 bits are 16-bit samples; floats up to 1 are fractions.
         top = float(high) if high > 65535 else 65535.0 if high > 255 else 1.0 if im.mode == "F" else 255.0
     else:

@@ -33,6 +33,13 @@ class Param:
     help: str  # "a longest edge in px, 16 to 4096": in the form, the README and every 400
     read: Callable[[str], tuple[Any, str]]
     shown: str = "{}"  # how a label shows the argument: "{} px", "radius {}"
+    options: tuple[str, ...] = ()  # a second part after a comma, chosen from a list ("cover")
+
+    @property
+    def around(self) -> tuple[str, str]:
+        """The text before and after the argument's field in the form: ("radius", ""), ("", "px")."""
+        before, _, after = self.shown.partition("{}")
+        return before.strip(), after.strip()
 
 
 @dataclass(frozen=True)
@@ -183,7 +190,7 @@ def thumbnail(im: Image.Image, edge: int) -> Image.Image:
 @register(
     "resize", "Resize", shrinks=True,
     param=Param("1024x768", "WIDTHxHEIGHT (1 to 8192 px), optionally ,contain (fit inside, the default) "
-                "or ,cover (fill, cropped at the centre)", _box, "to {}"),
+                "or ,cover (fill, cropped at the centre)", _box, "to {}", ("contain", "cover")),
     needs=lambda box: (2 * box[0], 2 * box[1]),
 )
 def resize(im: Image.Image, box: tuple[int, int, str]) -> Image.Image:
@@ -225,8 +232,9 @@ def sepia(im: Image.Image) -> Image.Image:
                 "grows and its new corners are transparent)", _degrees, "{}° clockwise"),
 )
 def rotate(im: Image.Image, degrees: float) -> Image.Image:
-    quarter = {0: None, 90: Image.Transpose.ROTATE_270, 180: Image.Transpose.ROTATE_180,
-               270: Image.Transpose.ROTATE_90}
+    quarter: dict[float, Image.Transpose | None] = {
+        0: None, 90: Image.Transpose.ROTATE_270, 180: Image.Transpose.ROTATE_180, 270: Image.Transpose.ROTATE_90,
+    }
     if degrees in quarter:  # exact: pixels move, none is resampled
         method = quarter[degrees]
         return im.copy() if method is None else im.transpose(method)

@@ -146,7 +146,7 @@ def render(
     ops: Sequence[str],
     max_pixels: int,
     on_op: ProgressCallback | None = None,
-    encoding: Encoding = Encoding(),
+    encoding: Encoding | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Decode ``source`` once, apply each op and save its output into ``out_dir``.
 
@@ -154,6 +154,7 @@ def render(
     one description per output, in the order of ``ops``, each with its time
     in milliseconds.
     """
+    encoding = encoding or Encoding()
     calls: list[OpCall] = [parse_op(text) for text in ops]
     reduced_to = None
     if all(c.op.shrinks and c.op.needs for c in calls):

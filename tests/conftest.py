@@ -131,9 +131,9 @@ def image_bytes(size=(640, 480), fmt="JPEG", color=(180, 90, 40), mode="RGB"):
     return buf.getvalue()
 
 
-def upload(client, data=None, ops=None, name="photo.jpg", json=True, **headers):
-    """POST an image to /jobs and return the response."""
-    form = {"image": (io.BytesIO(image_bytes() if data is None else data), name)}
+def upload(client, data=None, ops=None, name="photo.jpg", json=True, fields=None, **headers):
+    """POST an image to /jobs (with more form ``fields``, e.g. ``format``) and return the response."""
+    form = {"image": (io.BytesIO(image_bytes() if data is None else data), name), **(fields or {})}
     if ops is not None:
         form["ops"] = ops
     if json:

@@ -98,7 +98,7 @@ def test_upload_progress_gallery_download_and_clear(page, tmp_path):
         images.nth(i).scroll_into_view_if_needed()
     wait_until(page, "[...document.querySelectorAll('article.job img')].every(i => i.complete && i.naturalWidth > 0)")
     tiles = page.locator("article.job .tile-name").all_inner_texts()
-    assert [t.lower() for t in tiles] == ["original", "thumbnail", "grayscale", "sepia", "slow"]
+    assert tiles == ["Original", "Thumbnail (320 px)", "Grayscale", "Sepia", "Sleep 0.6 s"]
     assert "320×240" in page.locator("article.job .tile").nth(1).inner_text()
     shot(page, "desktop-gallery")
 

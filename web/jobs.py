@@ -40,6 +40,14 @@ log = logging.getLogger("darkroom.jobs")
 
 
 _KEY = re.compile(r"[A-Za-z0-9_-]{1,100}")
+#: Image formats every current browser shows in an <img>; others (HEIC, TIFF) get a download link only.
+BROWSER_FORMATS = {"JPEG", "PNG", "GIF", "WEBP", "AVIF", "BMP"}
+_FORMAT_NAMES = {"HEIF": "HEIC", "WEBP": "WebP"}
+
+
+def format_name(fmt: str) -> str:
+    """A format as people call it: "HEIC" for Pillow's HEIF, "WebP", else its name."""
+    return _FORMAT_NAMES.get(fmt, fmt)
 
 
 def idempotency_key() -> str | None:
@@ -90,6 +98,12 @@ def requested_ops() -> list[str]:
     (``arg-resize=800x600`` and ``arg-resize=cover``).
     """
     asked = request.form.getlist("ops") or list(imaging.DEFAULT_OPS)
+    unknown = [text for text in asked if text.partition(":")[0] not in imaging.OPS]
+    if unknown:
+        # Name a few, shortened: the message must not grow with what the client sent.
+        named = ", ".join(repr(display_name(op)[:30]) for op in unknown[:3])
+        more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
+        abort(400, f"Unknown operation {named}{more}; choose from: {', '.join(imaging.OPS)}.")
     ops = []
     for text in asked:
         args = [a.strip() for a in request.form.getlist(f"arg-{text}") if a.strip()]
@@ -162,7 +176,8 @@ def index():
     jobs = [job_json(j) for j in reversed(sync_jobs(ws, storage.load_manifest(ws)))]
     keep_alive()
     return render_template(
-        "jobs/index.html", jobs=jobs, ops=imaging.OPS.values(), default_ops=imaging.DEFAULT_OPS
+        "jobs/index.html", jobs=jobs, ops=imaging.OPS.values(), default_ops=imaging.DEFAULT_OPS,
+        output_formats=imaging.OUTPUT_FORMATS, browser_formats=BROWSER_FORMATS, format_name=format_name,
     )
 
 
