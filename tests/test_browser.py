@@ -220,3 +220,29 @@ def test_keyboard_reaches_every_control(page):
         page.keyboard.press("Tab")
         reached.add(page.evaluate("(e => e.id || e.name || e.tagName)(document.activeElement)"))
     assert {"image", "ops", "submit"} <= reached
+
+
+def test_a_heic_photo_with_chosen_arguments_and_format(page, tmp_path):
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    heic = tmp_path / "IMG_0001.HEIC"
+    Image.new("RGB", (1200, 900), (40, 120, 200)).save(heic, "HEIF")
+    page.goto("/")
+    page.set_input_files("#image", heic)
+    check_ops(page, {"thumbnail", "rotate"})
+    page.fill("input[name=arg-thumbnail]", "200")
+    page.fill("input[name=arg-rotate]", "30")
+    page.select_option("select[name=format]", "webp")
+    page.fill("input[name=quality]", "60")
+    page.click("#submit")
+    page.wait_for_selector("article.job")
+    job = page.locator("article.job")
+    assert "1200×900 HEIC" in job.locator(".job-head").inner_text()
+    # Chromium cannot show HEIC: the original tile says so instead of a broken image.
+    expect(job.locator(".tile.original")).to_contain_text("Browsers do not show HEIC files")
+    assert page.locator("article.job .tile-name").all_inner_texts() == [
+        "Original", "Thumbnail (200 px)", "Rotate (30° clockwise)"]
+    wait_until(page, "[...document.querySelectorAll('article.job img')].every(i => i.complete && i.naturalWidth > 0)")
+    assert "200×150 WebP" in job.locator(".tile").nth(1).inner_text()
+    assert job.locator("img").count() == 2
