@@ -59,10 +59,11 @@ def pipeline_times(photo: bytes, rounds: int) -> dict[str, float]:
 
 
 def render_one(im, name: str, out: Path) -> None:
-    from imaging.ops import OPS
-    from imaging.pipeline import save
+    from imaging.encode import Encoding, save
+    from imaging.ops import parse_op
 
-    save(OPS[name].apply(im), out / name)
+    call = parse_op(name)
+    save(call.apply(im), out, call.stem, Encoding(), photographic=True, metadata={})
 
 
 def main() -> None:
