@@ -123,9 +123,10 @@ def decode(path: Path, max_pixels: int, *, reduced_to: tuple[int, int] | None = 
     im = _open(path, max_pixels, list(FORMATS))
     try:
         fmt, frames, shown = im.format or "", getattr(im, "n_frames", 1), displayed_size(im)
-        drafted = bool(reduced_to) and fmt == "JPEG"
-        if drafted:
-            im.draft(None, reduced_to)  # DCT scaling, in the decoder
+        drafted = reduced_to is not None and fmt == "JPEG"
+        if reduced_to is not None and drafted:
+            # DCT scaling, in the decoder; the box is in stored (not yet upright) pixels.
+            im.draft(None, reduced_to if shown == im.size else (reduced_to[1], reduced_to[0]))
         im.load()
         kept = kept_metadata(im)
         ImageOps.exif_transpose(im, in_place=True)

@@ -72,3 +72,13 @@ def test_palette_and_cmyk_sources_are_normalised(tmp_path):
         buf = io.BytesIO()
         Image.new(mode, (30, 20)).save(buf, fmt)
         assert decode(write(tmp_path, buf.getvalue(), mode), 10**8).mode == "RGB"
+
+
+def test_a_reduced_decode_of_a_turned_jpeg_stays_large_enough_for_its_box(tmp_path):
+    im = Image.new("RGB", (4000, 1000))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown 1000×4000
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", exif=exif)
+    decoded = decode(write(tmp_path, buf.getvalue()), 10**8, reduced_to=(400, 1600))
+    assert decoded.size == (500, 2000)  # 1/2, not the 1/8 that the unturned box would allow
