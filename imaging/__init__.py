@@ -1,7 +1,7 @@
 """The Pillow pipeline and Darkroom's image job. Knows nothing of Flask or of processes."""
 
 from .encode import OUTPUT_FORMATS, Encoding, parse_encoding
-from .ops import DEFAULT_OPS, OPS, BadOp, OpCall, load_plugins, parse_op
+from .ops import DEFAULT_OPS, OPS, BadOp, OpCall, load_plugins, parse_ops
 from .pipeline import BadImage, TooManyPixels, extension, probe
 
 #: What the forkserver imports once, so every child starts with the job, Pillow and its codecs loaded.
@@ -21,6 +21,6 @@ __all__ = [
     "extension",
     "load_plugins",
     "parse_encoding",
-    "parse_op",
+    "parse_ops",
     "probe",
 ]

@@ -21,9 +21,6 @@ SRGB_ICC = SRGB.tobytes()
 #: Where a transparent image is flattened for a format without alpha (JPEG).
 BACKGROUND = (255, 255, 255)
 
-WORKING_MODES = ("L", "LA", "RGB", "RGBA")
-
-
 def to_srgb(im: Image.Image) -> Image.Image:
     """Convert an image carrying an ICC profile to sRGB pixels; untagged images are sRGB already.
 
@@ -64,10 +61,9 @@ def to_working_mode(im: Image.Image) -> Image.Image:
     """Return ``im`` as 8-bit L, LA, RGB or RGBA sRGB pixels (alpha kept where it exists)."""
     im = to_8bit(to_srgb(im))
     has_alpha = im.mode in ("LA", "La", "RGBA", "RGBa", "PA") or "transparency" in im.info
-    if im.mode in WORKING_MODES and (im.mode in ("LA", "RGBA") or not has_alpha):
-        return im
-    grey = im.mode in ("1", "L", "La")
-    return im.convert(("LA" if has_alpha else "L") if grey else ("RGBA" if has_alpha else "RGB"))
+    grey = im.mode in ("1", "L", "LA", "La")
+    target = ("LA" if has_alpha else "L") if grey else ("RGBA" if has_alpha else "RGB")
+    return im if im.mode == target else im.convert(target)
 
 
 def flatten(im: Image.Image) -> Image.Image:

@@ -16,8 +16,9 @@ OUTPUT_FORMATS = {"jpeg": ("JPEG", "jpg"), "png": ("PNG", "png"), "webp": ("WEBP
                   "avif": ("AVIF", "avif")}
 #: Each lossy format's default quality (their scales differ: AVIF 60 looks like JPEG 85).
 DEFAULT_QUALITY = {"JPEG": 85, "WEBP": 80, "AVIF": 60}
-#: EXIF tags kept with ``metadata=copyright``; everything else (GPS, serial numbers, comments) never is.
-KEPT_TAGS = {0x013B: "Artist", 0x8298: "Copyright"}
+#: EXIF tags kept with ``metadata=copyright`` (Artist, Copyright), each with the PNG text key
+#: that holds the same; everything else (GPS, serial numbers, comments) never is kept.
+KEPT_TAGS = {0x013B: "Author", 0x8298: "Copyright"}
 METADATA_CHOICES = ("none", "copyright")
 
 
@@ -49,10 +50,12 @@ def parse_encoding(fmt: str | None, quality: str | None, metadata: str | None) -
 def kept_metadata(im: Image.Image) -> dict[int, str]:
     """The source's author and copyright (EXIF, or PNG text chunks), by EXIF tag."""
     exif = im.getexif()
-    kept = {tag: str(exif[tag]) for tag in KEPT_TAGS if exif.get(tag)}
-    for tag, key in ((0x013B, "Author"), (0x8298, "Copyright")):
-        if tag not in kept and isinstance(im.info.get(key), str):
-            kept[tag] = im.info[key]
+    kept = {}
+    for tag, png_key in KEPT_TAGS.items():
+        if exif.get(tag):
+            kept[tag] = str(exif[tag])
+        elif isinstance(im.info.get(png_key), str):
+            kept[tag] = im.info[png_key]
     return kept
 
 

@@ -108,7 +108,7 @@ def parse_op(text: str) -> OpCall:
     name, colon, arg = text.partition(":")
     op = OPS.get(name)
     if op is None:
-        raise BadOp(f"Unknown operation {_shown(name)}; choose from: {', '.join(OPS)}.")
+        raise BadOp(_unknown([name]))
     if op.param is None:
         if colon:
             raise BadOp(f"The operation {name!r} takes no argument.")
@@ -119,6 +119,27 @@ def parse_op(text: str) -> OpCall:
         raise BadOp(f"{_shown(text)} is not valid: {name} takes {op.param.help}.") from None
     _, default = op.param.read(op.param.default)
     return OpCall(op, value, name if canonical == default else f"{name}:{canonical}")
+
+
+def parse_ops(texts: Iterable[str]) -> list[OpCall]:
+    """Read every requested op, deduplicated by canonical spelling, in order; raise BadOp.
+
+    Unknown names come first, all in one message (a few named, then how many more).
+    """
+    texts = list(texts)
+    unknown = [text for text in texts if text.partition(":")[0] not in OPS]
+    if unknown:
+        raise BadOp(_unknown(unknown))
+    calls: dict[str, OpCall] = {}
+    for text in texts:
+        call = parse_op(text)
+        calls.setdefault(call.spec, call)
+    return list(calls.values())
+
+
+def _unknown(names: list[str]) -> str:
+    more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+    return f"Unknown operation {', '.join(_shown(n) for n in names[:3])}{more}; choose from: {', '.join(OPS)}."
 
 
 def _shown(text: str) -> str:

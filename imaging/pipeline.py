@@ -11,7 +11,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .colour import to_working_mode
 from .encode import Encoding, is_photographic, kept_metadata, save
-from .ops import OpCall, parse_op
+from .ops import parse_ops
 
 #: Formats Darkroom accepts, as Pillow names them, with the extension stored on disk.
 FORMATS = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp", "HEIF": "heic", "AVIF": "avif",
@@ -156,7 +156,7 @@ def render(
     in milliseconds.
     """
     encoding = encoding or Encoding()
-    calls: list[OpCall] = [parse_op(text) for text in ops]
+    calls = parse_ops(ops)
     reduced_to = None
     if all(c.op.shrinks and c.op.needs for c in calls):
         needs = [c.op.needs(c.value) for c in calls if c.op.needs]
