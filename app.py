@@ -13,7 +13,7 @@ from flask_sqlalchemy import SQLAlchemy
 import imaging
 import storage
 from handoff import Handoff, default_max_children
-from web import cli, errors, files, jobs, limits, security, seed, sessions, uploads
+from web import cli, errors, files, gallery, jobs, limits, security, seed, sessions, uploads
 
 #: Runs the image jobs (and the seed routes' calls) in children. Its session
 #: records live in the session's workspace, beside the manifest.
@@ -47,6 +47,7 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
         HANDOFF_TIMEOUT=60.0,
         HANDOFF_MEMORY_MB=2048,
         DARKROOM_MAX_PIXELS=60_000_000,
+        DARKROOM_PAGE_SIZE=10,
         DARKROOM_DB_TIMEOUT=2.0,
         DARKROOM_PLUGINS=[],
         DARKROOM_PROXY_HOPS=0,
@@ -97,7 +98,8 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     security.init_app(app)
     errors.init_app(app)
     cli.init_app(app)
-    for bp in (seed.bp, jobs.bp, files.bp):
+    for bp in (seed.bp, jobs.bp, gallery.bp, files.bp):
         app.register_blueprint(bp)
+    app.add_template_filter(limits.human_size, "size")
     limits.init_app(app)  # wraps registered views
     return app

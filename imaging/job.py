@@ -18,12 +18,15 @@ from PIL import Image
 from storage import Workspace, record_job, write_progress
 
 from .encode import Encoding
-from .ops import BadOp, load_plugins
+from .ops import BadOp, load_plugins, parse_ops
 from .pipeline import BadImage, render
 
 # Register Pillow's common codecs now: in the forkserver this runs once, and
 # every child it forks starts with them (otherwise each child pays ~3 ms).
 Image.preinit()
+
+#: Decoding a photo and previewing it, relative to a grayscale op on it (see ``Op.cost``).
+DECODE_COST = 2.7
 
 JobSpec = dict[str, Any]
 Result = dict[str, Any]
@@ -41,13 +44,21 @@ def run_job(spec: JobSpec) -> Result:
     job_id: str = spec["job_id"]
     ops: list[str] = spec["ops"]
 
+    load_plugins(spec.get("plugins", ()))
+    try:
+        calls = parse_ops(ops)
+    except BadOp as exc:
+        return {"status": "bad_image", "message": str(exc)}
+    costs = [call.op.cost for call in calls]
+
     def progress(op: str, done: int) -> None:
+        # Weighted by each op's cost, so blur and sharpen move the bar as far as they take time.
+        percent = round(100 * (DECODE_COST + sum(costs[:done])) / (DECODE_COST + sum(costs)))
         write_progress(
-            ws, job_id, pid=os.getpid(), op=op, done=done, total=len(ops), started=spec["started"],
-            **spec.get("note", {}),
+            ws, job_id, pid=os.getpid(), op=op, label=calls[done].label, done=done, total=len(ops),
+            percent=percent, started=spec["started"], **spec.get("note", {}),
         )
 
-    load_plugins(spec.get("plugins", ()))
     try:
         decoded, outputs = render(
             ws.job_dir(job_id) / spec["source"]["file"], ws.job_dir(job_id), ops,
@@ -56,7 +67,8 @@ def run_job(spec: JobSpec) -> Result:
     except (BadImage, BadOp) as exc:
         return {"status": "bad_image", "message": str(exc)}
     # The child has decoded the image: its size as shown, and how many frames it has.
-    source = {**spec["source"], "width": decoded["width"], "height": decoded["height"]}
+    source = {**spec["source"], "width": decoded["width"], "height": decoded["height"],
+              "previews": decoded["previews"]}
     if decoded["frames"] > 1:
         source["frames"] = decoded["frames"]
     job = {"id": job_id, "created": spec["created"], "source": source, "outputs": outputs}

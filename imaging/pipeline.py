@@ -12,6 +12,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .colour import to_working_mode
 from .encode import Encoding, is_photographic, kept_metadata, save
 from .ops import parse_ops
+from .preview import save_previews
 
 #: Formats Darkroom accepts, as Pillow names them, with the extension stored on disk.
 FORMATS = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp", "HEIF": "heic", "AVIF": "avif",
@@ -151,9 +152,9 @@ def render(
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Decode ``source`` once, apply each op and save its output into ``out_dir``.
 
-    Returns what was decoded (``width``, ``height`` as shown, ``frames``) and
-    one description per output, in the order of ``ops``, each with its time
-    in milliseconds.
+    Returns what was decoded (``width``, ``height`` as shown, ``frames``,
+    ``previews`` of the source) and one description per output, in the order
+    of ``ops``, each with its time in milliseconds and its ``previews``.
     """
     encoding = encoding or Encoding()
     calls = parse_ops(ops)
@@ -164,7 +165,8 @@ def render(
     im = decode(source, max_pixels, reduced_to=reduced_to)
     info = im.info.copy()
     photographic = is_photographic(im, info["format"])
-    decoded = {"width": info["shown"][0], "height": info["shown"][1], "frames": info["frames"]}
+    decoded = {"width": info["shown"][0], "height": info["shown"][1], "frames": info["frames"],
+               "previews": save_previews(im, out_dir, "source")}
     outputs = []
     for done, call in enumerate(calls):
         if on_op:
@@ -173,6 +175,8 @@ def render(
         result = call.apply(im)
         written = save(result, out_dir, call.stem, encoding, photographic=photographic, metadata=info["kept"])
         written["ms"] = round((time.perf_counter() - started) * 1000, 1)
+        # A JPEG has no alpha: its preview shows the white background it was written on.
+        written["previews"] = save_previews(result, out_dir, call.stem, opaque=written["format"] == "JPEG")
         outputs.append({"op": call.spec, "label": call.label, **written})
         del result
     return decoded, outputs

@@ -155,8 +155,9 @@ def test_client_file_name_is_never_a_path(app, client, tmp_path, name):
     assert job["source"]["url"].endswith("/source.jpg")
     assert not any(ch in job["source"]["name"] for ch in "\x00\t\x1b\x7f")
     ws = workspace_of(app, client)
-    assert sorted(os.listdir(ws.path / job["id"])) == sorted(["source.jpg", "job.json"] + [
-        o["url"].rsplit("/", 1)[1] for o in job["outputs"]])
+    served = [e["url"] for e in [job["source"], *job["outputs"]]]
+    served += [p["url"] for e in [job["source"], *job["outputs"]] for p in e["previews"]]
+    assert sorted(os.listdir(ws.path / job["id"])) == sorted(["job.json"] + [u.rsplit("/", 1)[1] for u in served])
 
 
 def test_client_file_name_is_shown_escaped(client):
@@ -266,7 +267,7 @@ def test_every_json_error_has_the_error_shape(make_app, status):
     assert set(body) == {"error"} and body["error"]
     assert "secret detail" not in body["error"]
     if status == 413:
-        assert body["error"] == "The upload is larger than the limit of 1 kB."
+        assert body["error"] == "The upload is larger than the limit of 1000 bytes."
 
 
 def test_html_errors_are_pages_not_tracebacks(client):

@@ -42,7 +42,8 @@ def test_render_writes_every_op_and_reports_its_time(tmp_path):
     seen = []
     ops = ["thumbnail", "grayscale", "blur", "sharpen", "edges", "sepia", "rotate", "invert"]
     decoded, outputs = render(src, out, ops, 10**8, lambda op, done: seen.append((op, done)))
-    assert decoded == {"width": 600, "height": 400, "frames": 1}
+    assert {k: decoded[k] for k in ("width", "height", "frames")} == {"width": 600, "height": 400, "frames": 1}
+    assert [(p["width"], p["height"]) for p in decoded["previews"]] == [(240, 160), (480, 320)]
     assert seen == [(op, i) for i, op in enumerate(ops)]
     sizes = {o["op"]: (o["width"], o["height"]) for o in outputs}
     assert sizes == {"thumbnail": (320, 213), "grayscale": (600, 400), "blur": (600, 400),
@@ -54,6 +55,10 @@ def test_render_writes_every_op_and_reports_its_time(tmp_path):
             im.load()
             assert im.size == (o["width"], o["height"])
             assert im.format == o["format"]
+        for preview in o["previews"]:
+            with Image.open(out / preview["file"]) as im:
+                assert im.format == "WEBP" and im.size == (preview["width"], preview["height"])
+                assert max(im.size) <= 480
     with Image.open(out / "grayscale.jpg") as im:
         assert im.mode == "L"
 

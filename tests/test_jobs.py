@@ -22,10 +22,12 @@ def test_upload_lists_outputs_that_serve_images_of_their_size(client):
     response = upload(client, image_bytes((800, 600)), ops=["thumbnail", "grayscale", "rotate", "edges"])
     assert response.status_code == 201
     job = response.get_json()
-    assert set(job) == {"id", "created", "source", "outputs"}
+    assert set(job) == {"id", "created", "source", "outputs", "zip_url"}
     assert job["source"] == {
         "name": "photo.jpg", "width": 800, "height": 600, "format": "JPEG",
         "bytes": job["source"]["bytes"], "url": job["source"]["url"],
+        "download_url": job["source"]["url"] + "?download=1",
+        "previews": job["source"]["previews"], "preview_url": job["source"]["previews"][-1]["url"],
     }
     assert [o["op"] for o in job["outputs"]] == ["thumbnail", "grayscale", "rotate", "edges"]
 
@@ -41,6 +43,9 @@ def test_upload_lists_outputs_that_serve_images_of_their_size(client):
         assert im.size == (out["width"], out["height"])
         if "op" in out:
             assert im.size == expected_sizes[out["op"]]
+        for preview in out["previews"]:
+            im = decode(client.get(preview["url"]).data)
+            assert im.format == "WEBP" and im.size == (preview["width"], preview["height"])
 
 
 def test_default_ops_apply_when_none_chosen(client):
@@ -125,10 +130,10 @@ def test_delete_one_job(client):
 def test_html_form_upload_redirects_and_shows_the_gallery(client):
     response = upload(client, ops=["thumbnail", "sepia"], json=False)
     assert response.status_code == 303
-    assert response.headers["Location"] == "/"
+    [job] = session_jobs(client)
+    assert response.headers["Location"] == f"/#job-{job['id']}"
     page = client.get("/").get_data(as_text=True)
     assert "Done: 2 images from photo.jpg." in page
-    [job] = session_jobs(client)
     for out in job["outputs"]:
         assert out["url"] in page
 

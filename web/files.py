@@ -1,23 +1,71 @@
-"""Serving a session's images, and nobody else's."""
+"""Serving a session's images, and nobody else's: one at a time, or a job or the gallery as a ZIP."""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, send_file
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Blueprint, Response, abort, request, send_file
+from zipstream import ZIP_STORED, ZipStream
 
 import storage
 
-from .sessions import current_workspace
+from .sessions import current_workspace, has_workspace
 
 bp = Blueprint("files", __name__)
+
+#: Characters no file system or browser takes in a file name (and quotes, for the header).
+_UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]+')
+
+
+def user_stem(job: dict[str, Any]) -> str:
+    """The user's file name without its extension, safe to offer as a download name ("holiday")."""
+    name = job["source"]["name"]
+    stem = name.rsplit(".", 1)[0] if "." in name.lstrip(".") else name
+    return _UNSAFE.sub("_", stem).strip(" ._") or "image"
+
+
+def download_name(job: dict[str, Any], filename: str) -> str:
+    """What a file of a job is called when saved: ``holiday.jpg``, ``holiday-sepia.jpg``."""
+    stem, _, extension = filename.rpartition(".")
+    if filename == job["source"]["file"]:
+        return f"{user_stem(job)}.{extension}"
+    return f"{user_stem(job)}-{stem}.{extension}"
+
+
+def job_files(job: dict[str, Any]) -> list[str]:
+    """The names of the files a job lists: its source and outputs (the ZIP's), then every preview."""
+    entries = [job["source"], *job["outputs"]]
+    return [e["file"] for e in entries] + [p["file"] for e in entries for p in e.get("previews", ())]
+
+
+def session_job(job_id: str) -> tuple[storage.Workspace, dict[str, Any]]:
+    """The requesting session's workspace and its job ``job_id``; 404 if the session has no such job."""
+    ws = current_workspace()
+    job = storage.find_job(storage.load_manifest(ws), job_id) if storage.is_valid_id(job_id) else None
+    if job is None:
+        abort(404)
+    return ws, job
+
+
+def private(response: Response) -> Response:
+    """A session's files are its own: browsers may keep them, shared caches not."""
+    response.cache_control.public = False
+    response.cache_control.private = True
+    return response
 
 
 @bp.get("/files/<job_id>/<filename>")
 def serve(job_id: str, filename: str):
-    """Send one image listed in the requesting session's manifest; 404 for anything else."""
-    ws = current_workspace()
-    job = storage.find_job(storage.load_manifest(ws), job_id) if storage.is_valid_id(job_id) else None
-    listed = job and filename in {job["source"]["file"], *(o["file"] for o in job["outputs"])}
-    if not listed:
+    """Send one image listed in the requesting session's manifest; 404 for anything else.
+
+    ``?download=1`` asks the browser to save it rather than show it. Either
+    way the file is named after the user's file (RFC 6266 ``filename*`` for
+    names beyond ASCII, which Werkzeug writes).
+    """
+    ws, job = session_job(job_id)
+    if filename not in job_files(job):
         abort(404)
     try:
         path = ws.resolve_file(job_id, filename)
@@ -25,8 +73,56 @@ def serve(job_id: str, filename: str):
         abort(404)
     # send_file rather than send_from_directory: resolve_file has already
     # checked the real path (symlinks included) stays inside the job directory.
-    response = send_file(path, max_age=3600, download_name=f"{job_id}-{filename}")
-    # A session's images are its own: browsers may keep them, shared caches not.
-    response.cache_control.public = False
-    response.cache_control.private = True
-    return response
+    return private(send_file(
+        path, max_age=3600, download_name=download_name(job, filename),
+        as_attachment=request.args.get("download") == "1",
+    ))
+
+
+def zip_response(archive: ZipStream, name: str) -> Response:
+    """Stream ``archive`` as a download called ``name``; its length is known before the first byte."""
+    response = Response(archive, mimetype="application/zip", direct_passthrough=True)
+    response.content_length = len(archive)
+    response.headers.set("Content-Disposition", "attachment", filename=name)
+    return private(response)
+
+
+def add_job(archive: ZipStream, ws: storage.Workspace, job: dict[str, Any], folder: str = "") -> None:
+    """Add a job's source and outputs (not its previews) to ``archive``, under ``folder``."""
+    for entry in (job["source"], *job["outputs"]):
+        try:
+            path = ws.resolve_file(job["id"], entry["file"])
+        except storage.NotFound:
+            continue  # deleted meanwhile
+        archive.add_path(str(path), folder + download_name(job, entry["file"]))
+
+
+def unique_folders(jobs: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], str]]:
+    """Each job with a folder name of its own: ``holiday/``, then ``holiday (2)/``."""
+    seen: dict[str, int] = {}
+    for job in jobs:
+        stem = user_stem(job)
+        seen[stem] = seen.get(stem, 0) + 1
+        yield job, (f"{stem} ({seen[stem]})/" if seen[stem] > 1 else f"{stem}/")
+
+
+@bp.get("/jobs/<job_id>/download.zip")
+def download_job(job_id: str):
+    """Stream one job's original and outputs as a ZIP (stored: images are compressed already)."""
+    ws, job = session_job(job_id)
+    archive = ZipStream(compress_type=ZIP_STORED, sized=True)
+    add_job(archive, ws, job)
+    return zip_response(archive, f"{user_stem(job)}.zip")
+
+
+@bp.get("/download.zip")
+def download_all():
+    """Stream every job of the session as a ZIP, one folder per job, oldest first."""
+    ws = current_workspace() if has_workspace() else None
+    jobs = storage.load_manifest(ws)["jobs"] if ws else []
+    if ws is None or not jobs:
+        abort(404, "There are no images to download yet.")
+    archive = ZipStream(compress_type=ZIP_STORED, sized=True)
+    for job, folder in unique_folders(jobs):
+        add_job(archive, ws, job, folder)
+    return zip_response(archive, "darkroom-images.zip")

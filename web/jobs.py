@@ -22,13 +22,15 @@ from flask import (
     request,
     url_for,
 )
+from werkzeug.datastructures import FileStorage
+from werkzeug.exceptions import HTTPException
 
 import handoff
 import imaging
 import storage
 from imaging.job import run_job
 
-from . import limits
+from . import gallery, limits
 from .errors import wants_json
 from .sessions import current_workspace, has_workspace, keep_alive, keep_workspace, start_over, sync_jobs
 from .uploads import keep_upload
@@ -40,16 +42,6 @@ log = logging.getLogger("darkroom.jobs")
 
 
 _KEY = re.compile(r"[A-Za-z0-9_-]{1,100}")
-#: Image formats every current browser shows in an <img>; others (HEIC, TIFF) get a download link only.
-BROWSER_FORMATS = {"JPEG", "PNG", "GIF", "WEBP", "AVIF", "BMP"}
-_FORMAT_NAMES = {"HEIF": "HEIC", "WEBP": "WebP"}
-
-
-def format_name(fmt: str) -> str:
-    """A format as people call it: "HEIC" for Pillow's HEIF, "WebP", else its name."""
-    return _FORMAT_NAMES.get(fmt, fmt)
-
-
 def idempotency_key() -> str | None:
     """The request's ``Idempotency-Key`` (the page sends one per chosen file), or None."""
     key = request.headers.get("Idempotency-Key")
@@ -67,7 +59,7 @@ def replay(ws: storage.Workspace, key: str):
     if job is not None:
         sync_jobs(ws, manifest)
         if wants_json():
-            return jsonify(job_json(job)), 200, {"Idempotent-Replayed": "true"}
+            return jsonify(gallery.job_json(job)), 200, {"Idempotent-Replayed": "true"}
         flash(f"Already done: {len(job['outputs'])} images from {job['source']['name']}.", "success")
         return redirect(url_for("jobs.index"), 303)
     if any(note.get("idempotency_key") == key for note in storage.running_jobs(ws, manifest)):
@@ -91,13 +83,20 @@ def display_name(filename: str | None) -> str:
 
 
 def requested_ops() -> list[str]:
-    """Return the ops asked for, canonical and deduplicated, in order (or the default set).
+    """Return the ops asked for, canonical and deduplicated, in order.
 
     An op may carry its argument after a colon (``thumbnail:640``, the API's
     way), or in the form's ``arg-<op>`` fields, joined with commas
-    (``arg-resize=800x600`` and ``arg-resize=cover``).
+    (``arg-resize=800x600`` and ``arg-resize=cover``). A request with no
+    ``ops`` field gets the default set; one whose ``ops`` fields are all
+    empty (the form sends an empty one, so unticking every box says so)
+    gets a 400.
     """
-    asked = request.form.getlist("ops") or list(imaging.DEFAULT_OPS)
+    if "ops" not in request.form:
+        return list(imaging.DEFAULT_OPS)
+    asked = [text for text in request.form.getlist("ops") if text.strip()]
+    if not asked:
+        abort(400, "Choose at least one operation.")
     with_args = []
     for text in asked:
         args = [a.strip() for a in request.form.getlist(f"arg-{text}") if a.strip()]
@@ -118,30 +117,11 @@ def requested_encoding() -> dict[str, Any]:
     return dataclasses.asdict(encoding)
 
 
-def job_json(job: dict[str, Any]) -> dict[str, Any]:
-    """Return the public JSON of a manifest job: file names become URLs."""
-
-    def public(entry: dict[str, Any]) -> dict[str, Any]:
-        fields = {k: v for k, v in entry.items() if k != "file"}
-        fields["url"] = url_for("files.serve", job_id=job["id"], filename=entry["file"])
-        return fields
-
-    return {
-        "id": job["id"],
-        "created": job["created"],
-        "source": public(job["source"]),
-        "outputs": [public(o) for o in job["outputs"]],
-    }
-
-
-def accept_upload(ws: storage.Workspace, job_id: str) -> dict[str, Any]:
+def accept_upload(ws: storage.Workspace, job_id: str, upload: FileStorage) -> dict[str, Any]:
     """Stream the upload into a new job directory and read its header.
 
     Returns the source description; on any refusal the directory is gone again.
     """
-    upload = request.files.get("image")
-    if upload is None or not upload.filename:
-        raise imaging.BadImage("Choose an image file to upload.")
     job_dir = ws.create_job_dir(job_id)
     try:
         path = job_dir / "upload"
@@ -160,39 +140,34 @@ def accept_upload(ws: storage.Workspace, job_id: str) -> dict[str, Any]:
 
 @bp.get("/")
 def index():
-    """Show the upload form and the session's gallery, newest job first."""
+    """Show the upload form, the jobs still running and a page of the gallery, newest job first."""
     handoff.Handoff.warm_up()  # a visitor is about to upload: have children waiting by then
     ws = current_workspace()
     # The page polls /api/progress while its first upload runs: the session
     # must name the workspace before that upload's response saves it.
     keep_workspace(ws)
-    jobs = [job_json(j) for j in reversed(sync_jobs(ws, storage.load_manifest(ws)))]
+    context = gallery.context(ws, request.args.get("before"))
     keep_alive()
     return render_template(
-        "jobs/index.html", jobs=jobs, ops=imaging.OPS.values(), default_ops=imaging.DEFAULT_OPS,
-        output_formats=imaging.OUTPUT_FORMATS, browser_formats=BROWSER_FORMATS, format_name=format_name,
+        "jobs/index.html", ops=imaging.OPS.values(), default_ops=imaging.DEFAULT_OPS,
+        output_formats=imaging.OUTPUT_FORMATS, **context,
     )
 
 
-@bp.post("/jobs")
-def create():
-    """Accept an upload, render its derivatives in a child, hand them back into the session."""
-    ws = current_workspace()
-    key = idempotency_key()
-    if key and (answer := replay(ws, key)):
-        return answer
+def make_job(ws: storage.Workspace, upload: FileStorage, key: str | None) -> dict[str, Any]:
+    """Store one uploaded file, render its derivatives in a child and return the job it recorded."""
     # Before the body is read: a refused upload never reaches the disk.
     limits.check_free_disk()
     limits.check_session_quota(ws)
     ops = requested_ops()
     encoding = requested_encoding()
     job_id = storage.new_id()
-    source = accept_upload(ws, job_id)
+    source = accept_upload(ws, job_id, upload)
     started = time.time()
     config = current_app.config
     # Past this, no child can still be working on the job: its note expires with it.
     note = {**storage.lease(config["HANDOFF_QUEUE_TIMEOUT"] + config["HANDOFF_TIMEOUT"] + 10),
-            "idempotency_key": key}
+            "idempotency_key": key, "name": source["name"]}
     spec = {
         "workspace": ws,
         "job_id": job_id,
@@ -206,7 +181,8 @@ def create():
         "plugins": config["DARKROOM_PLUGINS"],
     }
     try:
-        storage.write_progress(ws, job_id, pid=None, op="", done=0, total=len(ops), started=started, **note)
+        storage.write_progress(ws, job_id, pid=None, op="", label="", done=0, total=len(ops), percent=0,
+                               started=started, **note)
         result = handoff.run(run_job, spec)
         log_job(spec, result, time.time() - started)
         if result["status"] == "bad_image":
@@ -225,10 +201,47 @@ def create():
     g.saved_job = job_id  # from here on, whatever fails, the job is saved
     sync_jobs(ws, manifest)
     keep_alive()
-    g.stored_bytes = source["bytes"] + sum(o["bytes"] for o in job["outputs"])
-    if wants_json():
-        return jsonify(job_json(job)), 201
-    flash(f"Done: {len(job['outputs'])} images from {source['name']}.", "success")
+    g.stored_bytes = g.get("stored_bytes", 0) + source["bytes"] + sum(o["bytes"] for o in job["outputs"])
+    return job
+
+
+def done_message(job: dict[str, Any]) -> str:
+    """What the gallery says when a job is saved."""
+    return f"Done: {len(job['outputs'])} images from {job['source']['name']}."
+
+
+@bp.post("/jobs")
+def create():
+    """Accept uploads, render each one's derivatives in a child, hand them back into the session.
+
+    The page sends one file per request; a form posted without JavaScript
+    may carry several, each becoming a job of its own.
+    """
+    ws = current_workspace()
+    key = idempotency_key()
+    if key and (answer := replay(ws, key)):
+        return answer
+    uploads = [u for u in request.files.getlist("image") if u.filename]
+    if not uploads:
+        raise imaging.BadImage("Choose an image file to upload.")
+    if len(uploads) == 1:
+        job = make_job(ws, uploads[0], key)
+        if wants_json():
+            return jsonify(gallery.job_json(job)), 201
+        flash(done_message(job), "success")
+        return redirect(url_for("jobs.index", _anchor=f"job-{job['id']}"), 303)
+    if wants_json() or key:
+        abort(400, "Send one image per request (the page sends several files one after another).")
+    for upload in uploads:
+        # One file refused says why and spares the rest; a failure of the server stops them all.
+        try:
+            flash(done_message(make_job(ws, upload, None)), "success")
+        except imaging.BadImage as exc:
+            flash(f"{display_name(upload.filename)}: {exc}", "error")
+        except HTTPException as exc:
+            if exc.code is None or exc.code >= 500:
+                raise
+            flash(f"{display_name(upload.filename)}: {exc.description}", "error")
     return redirect(url_for("jobs.index"), 303)
 
 
@@ -236,7 +249,7 @@ def create():
 def session_json():
     """Return the session's jobs, oldest first."""
     ws = current_workspace()
-    jobs = [job_json(j) for j in sync_jobs(ws, storage.load_manifest(ws))]
+    jobs = [gallery.job_json(j) for j in sync_jobs(ws, storage.load_manifest(ws))]
     keep_alive()
     return {"jobs": jobs}
 
@@ -245,8 +258,7 @@ def session_json():
 def progress():
     """Return what the session's running children are doing right now."""
     ws = current_workspace()
-    running = storage.running_jobs(ws, storage.load_manifest(ws))
-    return {"running": [{k: n.get(k) for k in ("id", "op", "done", "total")} for n in running]}
+    return {"running": [gallery.running_json(n) for n in storage.running_jobs(ws, storage.load_manifest(ws))]}
 
 
 @bp.post("/jobs/<job_id>/delete")

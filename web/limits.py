@@ -33,10 +33,16 @@ class InsufficientStorage(HTTPException):
 
 
 def human_size(n: float) -> str:
-    """Return a byte count for people: ``1 GB``, ``40 MB``, ``512 kB``."""
+    """Return a byte count for people: ``1 GB``, ``40 MB``, ``6.9 MB``, ``512 kB``, ``200 bytes``.
+
+    The one convention of every size Darkroom shows, its pages' script included
+    (static/upload.js): 1 kB is 1,024 bytes, 1 MB is 1,024 kB.
+    """
     for unit, size in (("GB", 1024**3), ("MB", 1024**2)):
         if n >= size:
             return f"{n / size:.1f}".removesuffix(".0") + f" {unit}"
+    if n < 1024:
+        return f"{n:.0f} bytes"
     return f"{n / 1024:.0f} kB"
 
 

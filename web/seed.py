@@ -17,6 +17,12 @@ def visible_items() -> str:
     return str({k: v for k, v in session.items() if not k.startswith("_") and k != "jobs"}.items())
 
 
+@bp.get("/about")
+def about():
+    """Explain what Darkroom is for, and what the three demo pages show developers."""
+    return render_template("seed/about.html")
+
+
 @bp.get("/baseline")
 def baseline():
     """Call ``write_to_session`` in the web process: it can write to the session directly."""
