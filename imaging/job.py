@@ -18,7 +18,7 @@ from PIL import Image
 from storage import Workspace, record_job, write_progress
 
 from .encode import Encoding
-from .ops import BadOp, load_plugins, parse_ops
+from .ops import BadOp, OpCall, load_plugins, parse_ops
 from .pipeline import BadImage, render
 
 # Register Pillow's common codecs now: in the forkserver this runs once, and
@@ -30,6 +30,16 @@ DECODE_COST = 2.7
 
 JobSpec = dict[str, Any]
 Result = dict[str, Any]
+
+
+def progress_percent(calls: list[OpCall], done: int) -> int:
+    """How far a job is once the source is decoded and ``done`` of its ``calls`` are written.
+
+    Weighted by each op's cost, so blur and sharpen move the bar as far as
+    they take time; 100 once every op is done.
+    """
+    whole = DECODE_COST + sum(call.op.cost for call in calls)
+    return round(100 * (DECODE_COST + sum(call.op.cost for call in calls[:done])) / whole)
 
 
 def run_job(spec: JobSpec) -> Result:
@@ -49,14 +59,11 @@ def run_job(spec: JobSpec) -> Result:
         calls = parse_ops(ops)
     except BadOp as exc:
         return {"status": "bad_image", "message": str(exc)}
-    costs = [call.op.cost for call in calls]
 
     def progress(op: str, done: int) -> None:
-        # Weighted by each op's cost, so blur and sharpen move the bar as far as they take time.
-        percent = round(100 * (DECODE_COST + sum(costs[:done])) / (DECODE_COST + sum(costs)))
         write_progress(
             ws, job_id, pid=os.getpid(), op=op, label=calls[done].label, done=done, total=len(ops),
-            percent=percent, started=spec["started"], **spec.get("note", {}),
+            percent=progress_percent(calls, done), started=spec["started"], **spec.get("note", {}),
         )
 
     try:

@@ -51,6 +51,10 @@
 
   function showMessage(message) {
     messages.replaceChildren();
+    addMessage(message);
+  }
+
+  function addMessage(message) {
     const p = document.createElement("p");
     p.className = "flash flash-error";
     p.textContent = message;
@@ -85,7 +89,7 @@
     };
     previewImg.onerror = function () {
       previewImg.hidden = true;  // not an image the browser can show; the server will say more
-      previewInfo.textContent = file.name + " · " + size(file.size) + " (no preview in this browser)";
+      previewInfo.textContent = file.name + " · " + size(file.size) + " (no preview)";
     };
   }
 
@@ -108,7 +112,7 @@
   });
 
   // A row of the queue: the file's name, a bar and what is happening to it.
-  function queueRow(file) {
+  function queueRow(file, index, files) {
     const li = document.createElement("li");
     const name = document.createElement("span");
     name.className = "queue-name";
@@ -128,6 +132,8 @@
         bar.textContent = percent + "%";
         text.textContent = message;
         li.className = kind || "";
+        // A refusal is also said next to the form, where errors are announced.
+        if (kind === "error") addMessage(files.length > 1 ? file.name + ": " + message : message);
       },
     };
   }

@@ -33,3 +33,9 @@ def stall(im):
 def slow(im):
     time.sleep(0.6)
     return im.copy()
+
+
+@register("nap", "Sleep 3 s")
+def nap(im):
+    time.sleep(3)
+    return im.copy()

@@ -1,0 +1,266 @@
+"""The gallery's server side: previews, pages, choices honoured, downloads, ZIPs and the view page."""
+
+import io
+import re
+import zipfile
+from urllib.parse import quote
+
+import pytest
+from conftest import decode, image_bytes, upload
+from PIL import Image
+
+from imaging.job import progress_percent
+from imaging.ops import parse_ops
+from imaging.preview import save_previews
+
+
+def session_jobs(client):
+    return client.get("/api/session").get_json()["jobs"]
+
+
+def article_ids(page):
+    return re.findall(r'<article class="job card" id="job-([0-9a-f]{24})"', page)
+
+
+# Previews
+
+
+def test_every_image_of_a_job_has_small_webp_previews(client):
+    job = upload(client, image_bytes((3000, 2000)), ops=["grayscale", "rotate", "thumbnail:100"]).get_json()
+    for entry in [job["source"], *job["outputs"]]:
+        sizes = [(p["width"], p["height"]) for p in entry["previews"]]
+        assert entry["preview_url"] == entry["previews"][-1]["url"]
+        for preview in entry["previews"]:
+            im = decode(client.get(preview["url"]).data)
+            assert im.format == "WEBP" and im.size == (preview["width"], preview["height"])
+        if entry.get("op") == "thumbnail:100":
+            assert sizes == [(100, 67)]  # no copy larger than the image itself
+        elif entry.get("op") == "rotate":
+            assert sizes == [(160, 240), (320, 480)]
+        else:
+            assert sizes == [(240, 160), (480, 320)]
+
+
+def test_a_jpeg_output_of_a_transparent_image_previews_on_white(tmp_path):
+    im = Image.new("RGBA", (600, 400), (0, 0, 0, 0))
+    [small, large] = save_previews(im, tmp_path, "x", opaque=True)
+    with Image.open(tmp_path / large["file"]) as preview:
+        assert preview.convert("RGB").getpixel((10, 10)) == (255, 255, 255)
+    with Image.open(tmp_path / save_previews(im, tmp_path, "y")[1]["file"]) as preview:
+        assert preview.convert("RGBA").getpixel((10, 10))[3] == 0
+
+
+def test_tiles_use_the_previews_and_link_the_full_file_only_to_view_and_download(client):
+    job = upload(client, image_bytes((2000, 1500)), ops=["grayscale"]).get_json()
+    page = client.get("/").get_data(as_text=True)
+    sources = re.findall(r'<img src="([^"]+)"', page)
+    assert sources == [job["source"]["preview_url"], job["outputs"][0]["preview_url"]]
+    srcsets = re.findall(r'srcset="([^"]+)"', page)
+    assert srcsets[0] == ", ".join(f"{p['url']} {p['width']}w" for p in job["source"]["previews"])
+    assert f'href="{job["outputs"][0]["download_url"]}"' in page.replace("&amp;", "&")
+
+
+def test_a_heic_original_gets_a_preview_browsers_can_show(client):
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    buf = io.BytesIO()
+    Image.new("RGB", (800, 600), (40, 120, 200)).save(buf, "HEIF")
+    job = upload(client, buf.getvalue(), ops=["grayscale"], name="IMG_1.HEIC").get_json()
+    assert job["source"]["format"] == "HEIF"
+    assert decode(client.get(job["source"]["preview_url"]).data).size == (480, 360)
+
+
+def test_previews_are_served_only_to_their_session(app, client):
+    job = upload(client, ops=["grayscale"]).get_json()
+    stranger = app.test_client()
+    for url in (job["source"]["preview_url"], job["outputs"][0]["previews"][0]["url"]):
+        assert client.get(url).status_code == 200
+        assert stranger.get(url).status_code == 404
+
+
+# Pages
+
+
+def test_the_gallery_shows_a_page_of_jobs_newest_first_with_a_cursor(make_app):
+    client = make_app(DARKROOM_PAGE_SIZE=2).test_client()
+    ids = [upload(client, image_bytes((64, 48)), ops=["invert"]).get_json()["id"] for _ in range(5)]
+    pages, url = [], "/"
+    while url:
+        page = client.get(url).get_data(as_text=True)
+        pages.append(article_ids(page))
+        older = re.search(r'href="(/\?before=[0-9a-f]{24})#gallery">Older images', page)
+        url = older and older.group(1)
+    assert pages == [ids[4:2:-1], ids[2:0:-1], ids[:1]]
+    # A job added meanwhile does not shift the pages already being read.
+    upload(client, image_bytes((64, 48)), ops=["invert"])
+    assert article_ids(client.get(f"/?before={ids[3]}").get_data(as_text=True)) == ids[2:0:-1]
+    assert "(6)" in client.get("/").get_data(as_text=True)
+
+
+def test_the_page_size_bounds_the_html_however_many_jobs(make_app):
+    client = make_app(DARKROOM_PAGE_SIZE=3).test_client()
+    sizes = []
+    for count in (3, 12):
+        while len(session_jobs(client)) < count:
+            upload(client, image_bytes((64, 48)), ops=["invert"])
+        sizes.append(len(client.get("/").data))
+    assert sizes[1] < sizes[0] * 1.1
+
+
+# Choices honoured
+
+
+def test_unticking_every_operation_is_refused_not_defaulted(app, client):
+    response = upload(client, fields={"ops": [""]})
+    assert response.status_code == 400
+    assert response.get_json() == {"error": "Choose at least one operation."}
+    assert session_jobs(client) == []
+    response = upload(client, fields={"ops": ["", "invert"]})
+    assert [o["op"] for o in response.get_json()["outputs"]] == ["invert"]
+
+
+def test_unticking_every_operation_in_the_plain_form_says_so(client):
+    client.get("/")
+    response = upload(client, fields={"ops": [""]}, json=False)
+    assert response.status_code == 303
+    assert "Choose at least one operation." in client.get("/").get_data(as_text=True)
+
+
+def test_several_files_in_one_plain_form_make_one_job_each(client):
+    client.get("/")
+    form = {"ops": ["", "grayscale"], "image": [
+        (io.BytesIO(image_bytes((300, 200))), "one.jpg"),
+        (io.BytesIO(b"not a picture"), "notes.jpg"),
+        (io.BytesIO(image_bytes((200, 300))), "two.png"),
+    ]}
+    response = client.post("/jobs", data=form, content_type="multipart/form-data")
+    assert response.status_code == 303
+    assert [j["source"]["name"] for j in session_jobs(client)] == ["one.jpg", "two.png"]
+    page = client.get("/").get_data(as_text=True)
+    assert "Done: 1 images from one.jpg." in page and "Done: 1 images from two.png." in page
+    assert "notes.jpg: The file is not an image Darkroom reads" in page
+
+
+def test_the_api_takes_one_file_per_request(client):
+    form = {"image": [(io.BytesIO(image_bytes()), "a.jpg"), (io.BytesIO(image_bytes()), "b.jpg")]}
+    response = client.post("/jobs", data=form, headers={"Accept": "application/json"})
+    assert response.status_code == 400
+    assert "one image per request" in response.get_json()["error"]
+    assert session_jobs(client) == []
+
+
+def test_progress_advances_by_each_ops_cost():
+    calls = parse_ops(["thumbnail", "grayscale", "sharpen"])
+    percents = [progress_percent(calls, done) for done in range(len(calls) + 1)]
+    assert percents == sorted(percents) and percents[-1] == 100
+    # Sharpen takes most of the time: the bar is well short of 2/3 once the two cheap ops are done.
+    assert percents[2] < 50
+
+
+def test_running_jobs_are_listed_with_their_name_and_percent(make_app, tmp_path):
+    import threading
+
+    app = make_app()
+    client = app.test_client()
+    client.get("/")
+    worker = threading.Thread(target=upload, args=(client, image_bytes((300, 200)), ["nap"]),
+                              kwargs={"name": "sleepy.jpg"})
+    worker.start()
+    try:
+        for _ in range(100):
+            running = client.get("/api/progress").get_json()["running"]
+            if running and running[0]["label"]:
+                break
+            threading.Event().wait(0.05)
+        assert running[0]["name"] == "sleepy.jpg" and running[0]["label"] == "Sleep 3 s"
+        assert 0 < running[0]["percent"] < 100
+        page = client.get("/").get_data(as_text=True)
+        assert f'data-running="{running[0]["id"]}"' in page and "Processing: Sleep 3 s" in page
+    finally:
+        worker.join()
+    assert "data-running" not in client.get("/").get_data(as_text=True)
+
+
+# Downloads
+
+
+@pytest.mark.parametrize(("name", "ascii_name", "utf8_name"), [
+    ("holiday.jpg", "holiday{}.jpg", None),
+    ("Été à Paris.JPG", "Ete a Paris{}.jpg", "Été à Paris{}.jpg"),
+    ("..\\a:b*c?.jpeg", "a_b_c{}.jpg", None),
+])
+def test_downloads_are_named_after_the_users_file(client, name, ascii_name, utf8_name):
+    job = upload(client, ops=["sepia", "thumbnail:64"], name=name).get_json()
+    expected = {job["source"]["url"]: "", job["outputs"][0]["url"]: "-sepia",
+                job["outputs"][1]["url"]: "-thumbnail-64"}
+    for url, suffix in expected.items():
+        disposition = client.get(url + "?download=1").headers["Content-Disposition"]
+        assert disposition.startswith("attachment;")
+        assert f'filename="{ascii_name.format(suffix)}"' in disposition or \
+            f"filename={ascii_name.format(suffix)}" in disposition
+        if utf8_name:
+            assert f"filename*=UTF-8''{quote(utf8_name.format(suffix))}" in disposition
+        assert client.get(url).headers["Content-Disposition"].startswith("inline;")
+
+
+def read_zip(response):
+    assert response.status_code == 200 and response.mimetype == "application/zip"
+    assert int(response.headers["Content-Length"]) == len(response.data)
+    return zipfile.ZipFile(io.BytesIO(response.data))
+
+
+def test_a_job_downloads_as_a_zip_of_its_original_and_outputs(client):
+    job = upload(client, ops=["grayscale", "thumbnail"], name="beach.jpg").get_json()
+    response = client.get(job["zip_url"])
+    assert 'filename=beach.zip' in response.headers["Content-Disposition"]
+    archive = read_zip(response)
+    assert archive.namelist() == ["beach.jpg", "beach-grayscale.jpg", "beach-thumbnail.jpg"]
+    for entry, name in zip([job["source"], *job["outputs"]], archive.namelist(), strict=True):
+        assert archive.read(name) == client.get(entry["url"]).data
+        assert archive.getinfo(name).compress_type == zipfile.ZIP_STORED
+
+
+def test_the_gallery_downloads_as_one_zip_with_a_folder_per_job(app, client):
+    for name in ("a.jpg", "b.jpg", "a.jpg"):
+        upload(client, ops=["invert"], name=name)
+    archive = read_zip(client.get("/download.zip"))
+    assert archive.namelist() == ["a/a.jpg", "a/a-invert.jpg", "b/b.jpg", "b/b-invert.jpg",
+                                  "a (2)/a.jpg", "a (2)/a-invert.jpg"]
+    assert app.test_client().get("/download.zip").status_code == 404  # a stranger has nothing to download
+
+
+def test_a_zip_holds_only_the_sessions_own_job(app, client):
+    job = upload(client, ops=["invert"]).get_json()
+    assert app.test_client().get(job["zip_url"]).status_code == 404
+    assert client.get("/jobs/" + "0" * 24 + "/download.zip").status_code == 404
+
+
+# The view page
+
+
+def test_the_view_page_compares_an_output_with_its_original(client):
+    job = upload(client, image_bytes((1200, 800)), ops=["sepia"]).get_json()
+    page = client.get(f"/jobs/{job['id']}/view/1").get_data(as_text=True)
+    assert "Before: the original" in page and "After: Sepia" in page
+    assert f'src="{job["source"]["url"]}"' in page and f'src="{job["outputs"][0]["url"]}"' in page
+    actual = client.get(f"/jobs/{job['id']}/view/1?zoom=100").get_data(as_text=True)
+    assert actual.count('style="width: 1200px"') == 2
+    original = client.get(f"/jobs/{job['id']}/view/0").get_data(as_text=True)
+    assert "Before:" not in original and "1 of 2" in original
+    assert client.get(f"/jobs/{job['id']}/view/2").status_code == 404
+
+
+def test_the_view_page_is_the_sessions_own(app, client):
+    job = upload(client, ops=["sepia"]).get_json()
+    assert app.test_client().get(f"/jobs/{job['id']}/view/1").status_code == 404
+
+
+def test_sizes_use_one_convention_and_times_carry_their_zone(client):
+    job = upload(client, image_bytes((2000, 1500)), ops=["grayscale"]).get_json()
+    page = client.get("/").get_data(as_text=True)
+    assert f'<time datetime="{job["created"]}">' in page  # the page's script shows it in local time
+    size = job["source"]["bytes"]
+    assert f"{round(size / 1024)} kB" in page or f"{size / 1048576:.1f}".removesuffix(".0") + " MB" in page
+    assert "up to 40 MB each" in page
+    assert "kept for 7 days after your last visit" in page
