@@ -138,6 +138,10 @@
     };
   }
 
+  function images(count) {
+    return count + (count === 1 ? " image" : " images");
+  }
+
   function stepText(job) {
     return job.label ? job.label + " (" + job.done + " of " + job.total + " done)" : "Starting";
   }
@@ -195,7 +199,7 @@
       const xhr = await request;
       if (xhr.status === 201 || xhr.status === 200) {
         const job = xhr.response;
-        row.set(100, "Done: " + job.outputs.length + " images", "ok");
+        row.set(100, "Done: " + images(job.outputs.length), "ok");
         return job;
       }
       const reason = xhr.response && xhr.response.error;
@@ -273,7 +277,7 @@
       const job = await processFile(files[i], rows[i]);
       if (!job) continue;
       newest = job;
-      announce("Done: " + job.outputs.length + " images from " + job.source.name + " (" + (i + 1) + " of " +
+      announce("Done: " + images(job.outputs.length) + " from " + job.source.name + " (" + (i + 1) + " of " +
         files.length + ").");
       try { await refreshGallery(); } catch (err) { /* the next refresh, or a reload, shows it */ }
     }
@@ -281,7 +285,7 @@
     announce(failed
       ? (files.length - failed) + " of " + files.length + " photos done; " + failed +
         (failed === 1 ? " was" : " were") + " not processed (see above)."
-      : (files.length === 1 ? "Done: " + newest.outputs.length + " images from " + newest.source.name + "."
+      : (files.length === 1 ? "Done: " + images(newest.outputs.length) + " from " + newest.source.name + "."
         : "Done: all " + files.length + " photos processed."));
     busy = false;
     submit.disabled = false;

@@ -14,6 +14,8 @@ from app import create_app
 from handoff import Handoff
 
 PLUGINS = ["tests.faulty_ops"]
+#: The browser tests' fixtures (live_server, page), shared by every test module that drives Chromium.
+pytest_plugins = ["browsing"]
 POSTGRES_URL = os.environ.get("DARKROOM_TEST_POSTGRES_URL")
 
 

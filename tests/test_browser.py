@@ -1,78 +1,13 @@
 """The page in a real Chromium, driven by Playwright: what a person sees and does."""
 
 import re
-import threading
-import time
-from pathlib import Path
 
 import pytest
+from browsing import PHONE, check_ops, expect, photo, shot, wait_until
 from conftest import image_bytes
 from PIL import Image
-from werkzeug.serving import make_server
 
 pytestmark = pytest.mark.browser
-
-SCREENSHOTS = Path(__file__).parent / "screenshots"
-
-
-@pytest.fixture
-def live_server(make_app):
-    """The app on a free local port, served by Werkzeug in a thread."""
-    app = make_app()
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-
-
-@pytest.fixture
-def page(browser, live_server):
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=live_server,
-                                  accept_downloads=True)
-    page = context.new_page()
-    problems = []
-    page.on("console", lambda msg: msg.type == "error" and problems.append(msg.text))
-    page.on("pageerror", lambda exc: problems.append(str(exc)))
-    yield page
-    context.close()
-    # No script error, no Content-Security-Policy violation, no missing file;
-    # the one error a test provokes on purpose is the 400 it asserts on.
-    assert [p for p in problems if "400 (BAD REQUEST)" not in p] == []
-
-
-def expect(locator):
-    from playwright.sync_api import expect as playwright_expect
-
-    return playwright_expect(locator)
-
-
-def photo(tmp_path, size=(1600, 1200), name="holiday.jpg"):
-    path = tmp_path / name
-    path.write_bytes(image_bytes(size))
-    return path
-
-
-def shot(page, name):
-    SCREENSHOTS.mkdir(exist_ok=True)
-    page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
-
-
-def wait_until(page, script, timeout=30):
-    """Poll a JavaScript expression until it is true.
-
-    (Playwright's wait_for_function evaluates a string inside the page, which
-    the app's Content-Security-Policy rightly forbids.)
-    """
-    deadline = time.monotonic() + timeout
-    while not page.evaluate(script):
-        assert time.monotonic() < deadline, f"timed out waiting for {script}"
-        time.sleep(0.05)
-
-
-def check_ops(page, wanted):
-    for box in page.locator("input[name=ops]").all():
-        box.set_checked(box.get_attribute("value") in wanted)
 
 
 def test_upload_progress_gallery_download_and_clear(page, tmp_path):
@@ -86,11 +21,14 @@ def test_upload_progress_gallery_download_and_clear(page, tmp_path):
     page.click("#submit")
     # While the child works: the button is disabled and the running op is shown.
     assert page.locator("#submit").is_disabled()
-    expect(page.locator("#progress-text")).to_contain_text("Processing: slow")
-    assert page.locator("#progress-text").inner_text().startswith("Processing: slow (3 of 4 done)")
+    row = page.locator("#queue li .queue-text")
+    expect(row).to_contain_text("Sleep 0.6 s")
+    assert row.inner_text().startswith("Sleep 0.6 s (3 of 4 done)… ")
     shot(page, "desktop-progress")
 
     page.wait_for_selector("article.job")
+    expect(row).to_have_text("Done: 4 images")
+    assert page.locator("#queue progress").get_attribute("value") == "100"
     assert page.locator(".flash-error").count() == 0
     images = page.locator("article.job img")
     assert images.count() == 5  # the original and four outputs
@@ -104,6 +42,7 @@ def test_upload_progress_gallery_download_and_clear(page, tmp_path):
 
     with page.expect_download() as download:
         page.locator("article.job a.download").nth(1).click()
+    assert download.value.suggested_filename == "holiday-thumbnail.jpg"
     with Image.open(download.value.path()) as im:
         im.load()
         assert im.size == (320, 240)
@@ -152,14 +91,6 @@ def test_bad_file_shows_a_message_next_to_the_form(page, tmp_path):
     shot(page, "desktop-error")
 
 
-def test_too_large_file_is_refused_before_upload(page, tmp_path):
-    page.goto("/")
-    page.evaluate("document.querySelector('#upload-form').dataset.maxBytes = 1000")
-    page.set_input_files("#image", photo(tmp_path))
-    page.click("#submit")
-    assert "the limit is 1000 bytes" in page.locator("#messages").inner_text()
-
-
 def test_double_click_submits_once(page, tmp_path):
     page.goto("/")
     page.set_input_files("#image", photo(tmp_path, (400, 300)))
@@ -177,7 +108,11 @@ def test_per_job_delete(page, tmp_path):
         page.click("#submit")
         page.wait_for_selector(f"article.job h3:text-is('{name}')")
     assert page.locator("article.job h3").all_inner_texts() == ["second.jpg", "first.jpg"]
-    page.get_by_role("button", name="Delete the job for first.jpg").click()
+    page.get_by_text("Delete…").nth(1).click()
+    # Nothing is deleted until the question is answered.
+    assert page.locator("article.job").count() == 2
+    expect(page.locator("article.job").nth(1)).to_contain_text("Delete first.jpg and its 3 images?")
+    page.get_by_role("button", name="Yes, delete the job for first.jpg").click()
     page.wait_for_selector("text=Job deleted.")
     assert page.locator("article.job h3").all_inner_texts() == ["second.jpg"]
 
@@ -194,17 +129,16 @@ def test_form_works_without_javascript(browser, live_server, tmp_path):
 
 
 def test_phone_width_is_readable_and_accessible(browser, live_server, tmp_path):
-    context = browser.new_context(viewport={"width": 375, "height": 812}, base_url=live_server,
-                                  device_scale_factor=2, is_mobile=True, has_touch=True)
+    context = browser.new_context(base_url=live_server, **PHONE)
     page = context.new_page()
     page.goto("/")
     page.set_input_files("#image", photo(tmp_path, (1200, 900)))
     page.click("#submit")
     page.wait_for_selector("article.job")
     page.wait_for_load_state("load")  # the reloaded page's stylesheet is applied
-    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
     # Every control is labelled and every image has alt text.
-    unlabelled = page.evaluate("""[...document.querySelectorAll('input, button')]
+    unlabelled = page.evaluate("""[...document.querySelectorAll('input:not([type=hidden]), button')]
         .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.textContent.trim())
         .map(e => e.outerHTML)""")
     assert unlabelled == []
@@ -239,10 +173,12 @@ def test_a_heic_photo_with_chosen_arguments_and_format(page, tmp_path):
     page.wait_for_selector("article.job")
     job = page.locator("article.job")
     assert "1200×900 HEIC" in job.locator(".job-head").inner_text()
-    # Chromium cannot show HEIC: the original tile says so instead of a broken image.
-    expect(job.locator(".tile.original")).to_contain_text("Browsers do not show HEIC files")
     assert page.locator("article.job .tile-name").all_inner_texts() == [
         "Original", "Thumbnail (200 px)", "Rotate (30° clockwise)"]
     wait_until(page, "[...document.querySelectorAll('article.job img')].every(i => i.complete && i.naturalWidth > 0)")
     assert "200×150 WebP" in job.locator(".tile").nth(1).inner_text()
-    assert job.locator("img").count() == 2
+    # Chromium cannot show HEIC: the original's tile shows its WebP preview, and the view page says so.
+    assert job.locator("img").count() == 3
+    job.locator(".tile.original a.view").click()
+    expect(page.locator(".viewer")).to_contain_text("Browsers do not show HEIC files: this is a preview.")
+    wait_until(page, "[...document.images].every(i => i.complete && i.naturalWidth > 0)")

@@ -138,7 +138,7 @@ def test_several_files_in_one_plain_form_make_one_job_each(client):
     assert response.status_code == 303
     assert [j["source"]["name"] for j in session_jobs(client)] == ["one.jpg", "two.png"]
     page = client.get("/").get_data(as_text=True)
-    assert "Done: 1 images from one.jpg." in page and "Done: 1 images from two.png." in page
+    assert "Done: 1 image from one.jpg." in page and "Done: 1 image from two.png." in page
     assert "notes.jpg: The file is not an image Darkroom reads" in page
 
 
@@ -240,12 +240,18 @@ def test_a_zip_holds_only_the_sessions_own_job(app, client):
 
 
 def test_the_view_page_compares_an_output_with_its_original(client):
-    job = upload(client, image_bytes((1200, 800)), ops=["sepia"]).get_json()
-    page = client.get(f"/jobs/{job['id']}/view/1").get_data(as_text=True)
-    assert "Before: the original" in page and "After: Sepia" in page
-    assert f'src="{job["source"]["url"]}"' in page and f'src="{job["outputs"][0]["url"]}"' in page
-    actual = client.get(f"/jobs/{job['id']}/view/1?zoom=100").get_data(as_text=True)
-    assert actual.count('style="width: 1200px"') == 2
+    job = upload(client, image_bytes((1200, 800)), ops=["thumbnail:600"]).get_json()
+
+    def images(url):
+        page = client.get(url).get_data(as_text=True)
+        return page, re.findall(r'<img src="([^"]+)"[^>]*?width="(\d+)"\s+height="(\d+)"', page)
+
+    page, fitted = images(f"/jobs/{job['id']}/view/1")
+    assert "Before: the original" in page and "After: Thumbnail (600 px)" in page
+    assert fitted == [(job["source"]["url"], "1200", "800"), (job["outputs"][0]["url"], "600", "400")]
+    # At 100%, the original is drawn at the output's size, so the two line up.
+    _, actual = images(f"/jobs/{job['id']}/view/1?zoom=100")
+    assert actual == [(job["source"]["url"], "600", "400"), (job["outputs"][0]["url"], "600", "400")]
     original = client.get(f"/jobs/{job['id']}/view/0").get_data(as_text=True)
     assert "Before:" not in original and "1 of 2" in original
     assert client.get(f"/jobs/{job['id']}/view/2").status_code == 404

@@ -60,7 +60,7 @@ def replay(ws: storage.Workspace, key: str):
         sync_jobs(ws, manifest)
         if wants_json():
             return jsonify(gallery.job_json(job)), 200, {"Idempotent-Replayed": "true"}
-        flash(f"Already done: {len(job['outputs'])} images from {job['source']['name']}.", "success")
+        flash(done_message(job, "Already done"), "success")
         return redirect(url_for("jobs.index"), 303)
     if any(note.get("idempotency_key") == key for note in storage.running_jobs(ws, manifest)):
         abort(409, "This upload is still being processed; its result will be in the gallery shortly.")
@@ -205,9 +205,10 @@ def make_job(ws: storage.Workspace, upload: FileStorage, key: str | None) -> dic
     return job
 
 
-def done_message(job: dict[str, Any]) -> str:
-    """What the gallery says when a job is saved."""
-    return f"Done: {len(job['outputs'])} images from {job['source']['name']}."
+def done_message(job: dict[str, Any], done: str = "Done") -> str:
+    """What the gallery says when a job is saved: "Done: 3 images from holiday.jpg."."""
+    count = len(job["outputs"])
+    return f"{done}: {count} image{'s' if count != 1 else ''} from {job['source']['name']}."
 
 
 @bp.post("/jobs")

@@ -1,0 +1,98 @@
+"""What the browser tests share: the app on a real port, pages that fail on script errors, helpers."""
+
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from conftest import image_bytes
+from werkzeug.serving import make_server
+
+SCREENSHOTS = Path(__file__).parent / "screenshots"
+
+
+DESKTOP = {"viewport": {"width": 1280, "height": 900}}
+#: A 390×844 phone (an iPhone 12 to 14's viewport) at three device pixels per CSS pixel.
+PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 3, "is_mobile": True, "has_touch": True}
+SCREENS = {"desktop": DESKTOP, "phone": PHONE}
+
+
+@contextmanager
+def serving(app):
+    """Serve ``app`` on a free local port with Werkzeug in a thread; yield its base URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+
+
+@pytest.fixture
+def live_server(make_app):
+    """The app on a free local port."""
+    with serving(make_app()) as url:
+        yield url
+
+
+@contextmanager
+def open_page(browser, base_url, screen=DESKTOP, allowed=("400 (BAD REQUEST)",), **options):
+    """A page in a new context on ``screen`` that fails the test on any script or console error.
+
+    No script error, no Content-Security-Policy violation, no missing file;
+    the only errors are those a test provokes on purpose (``allowed``), such as the 400 it asserts on.
+    """
+    context = browser.new_context(base_url=base_url, accept_downloads=True, **screen, **options)
+    page = context.new_page()
+    problems = []
+    page.on("console", lambda msg: msg.type == "error" and problems.append(msg.text))
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+    try:
+        yield page
+    finally:
+        context.close()
+    assert [p for p in problems if not any(a in p for a in allowed)] == []
+
+
+@pytest.fixture
+def page(browser, live_server):
+    with open_page(browser, live_server) as page:
+        yield page
+
+
+def expect(locator):
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect(locator)
+
+
+def photo(tmp_path, size=(1600, 1200), name="holiday.jpg"):
+    path = tmp_path / name
+    path.write_bytes(image_bytes(size))
+    return path
+
+
+def shot(page, name):
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
+
+
+def wait_until(page, script, timeout=30):
+    """Poll a JavaScript expression until it is true.
+
+    (Playwright's wait_for_function evaluates a string inside the page, which
+    the app's Content-Security-Policy rightly forbids.)
+    """
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(script):
+        assert time.monotonic() < deadline, f"timed out waiting for {script}"
+        time.sleep(0.05)
+
+
+def check_ops(page, wanted):
+    for box in page.locator("input[name=ops][type=checkbox]").all():
+        box.set_checked(box.get_attribute("value") in wanted)
+
+
