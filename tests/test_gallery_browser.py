@@ -12,7 +12,8 @@ from bench.load import make_photo
 
 pytestmark = pytest.mark.browser
 
-ALL_IMAGES_LOADED = "[...document.querySelectorAll('img:not(#preview-img)')].every(i => i.complete && i.naturalWidth > 0)"
+ALL_IMAGES_LOADED = ("[...document.querySelectorAll('img:not(#preview-img)')]"
+                     ".every(i => i.complete && i.naturalWidth > 0)")
 BUILT_IN_OPS = {"thumbnail", "resize", "grayscale", "blur", "sharpen", "edges", "sepia", "rotate", "invert"}
 LONG_NAME = "IMG_20261202_143512_" + "HDR_PORTRAIT_NIGHT_MODE_" * 5 + "final.jpg"
 
@@ -59,7 +60,7 @@ def test_a_gallery_of_three_large_photos_transfers_under_2_mb(browser, live_serv
         # A new context: an empty cache, the same session cookie.
         with open_page(browser, live_server, screen, storage_state=state) as page:
             requests = []
-            page.on("requestfinished", lambda request: requests.append(request))
+            page.on("requestfinished", lambda request, seen=requests: seen.append(request))
             page.goto("/", wait_until="networkidle")  # the tiles in view; the others load as they scroll in
             first_view = sum(r.sizes()["responseBodySize"] + r.sizes()["responseHeadersSize"] for r in requests)
             scroll_everything_into_view(page)
@@ -81,7 +82,8 @@ def test_several_files_are_queued_one_job_each(screen_page, tmp_path):
     page.set_input_files("#image", [photo(tmp_path, (800, 600), "one.jpg"), notes,
                                     photo(tmp_path, (600, 800), "two.jpg")])
     expect(page.locator("#preview-info")).to_have_text(
-        f"3 photos · {round(sum((tmp_path / n).stat().st_size for n in ('one.jpg', 'notes.jpg', 'two.jpg')) / 1024)} kB in all")
+        f"3 photos · {round(sum(f.stat().st_size for f in (tmp_path / 'one.jpg', notes, tmp_path / 'two.jpg')) / 1024)}"
+        " kB in all")
     page.click("#submit")
     rows = page.locator("#queue li")
     expect(rows).to_have_count(3)
@@ -278,10 +280,11 @@ def test_the_page_checks_the_same_limit_as_the_server(browser, make_app, tmp_pat
         assert page.locator("#queue li").get_attribute("class") == "error"
         expect(page.locator("#messages")).to_contain_text("the limit is 195 kB")
         # And the server indeed refuses that body.
-        status = page.evaluate("""(async () => {
+        status = page.evaluate("""async size => {
             const form = document.getElementById('upload-form');
             const data = new FormData(form);
-            data.set('image', new File([new Uint8Array(%d)], 'big.jpg', {type: 'image/jpeg'}));
-            const response = await fetch(form.action, {method: 'POST', body: data, headers: {Accept: 'application/json'}});
-            return response.status; })()""" % (limit - overhead + 1))
+            data.set('image', new File([new Uint8Array(size)], 'big.jpg', {type: 'image/jpeg'}));
+            const headers = {Accept: 'application/json'};
+            return (await fetch(form.action, {method: 'POST', body: data, headers: headers})).status;
+        }""", limit - overhead + 1)
         assert status == 413
