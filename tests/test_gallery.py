@@ -142,6 +142,14 @@ def test_several_files_in_one_plain_form_make_one_job_each(client):
     assert "notes.jpg: The file is not an image Darkroom reads" in page
 
 
+def test_several_files_with_no_operation_get_one_refusal(client):
+    client.get("/")
+    form = {"ops": [""], "image": [(io.BytesIO(image_bytes()), "a.jpg"), (io.BytesIO(image_bytes()), "b.jpg")]}
+    assert client.post("/jobs", data=form, content_type="multipart/form-data").status_code == 303
+    assert client.get("/").get_data(as_text=True).count("Choose at least one operation.") == 1
+    assert session_jobs(client) == []
+
+
 def test_the_api_takes_one_file_per_request(client):
     form = {"image": [(io.BytesIO(image_bytes()), "a.jpg"), (io.BytesIO(image_bytes()), "b.jpg")]}
     response = client.post("/jobs", data=form, headers={"Accept": "application/json"})

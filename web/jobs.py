@@ -154,13 +154,10 @@ def index():
     )
 
 
-def make_job(ws: storage.Workspace, upload: FileStorage, key: str | None) -> dict[str, Any]:
+def make_job(
+    ws: storage.Workspace, upload: FileStorage, ops: list[str], encoding: dict[str, Any], key: str | None,
+) -> dict[str, Any]:
     """Store one uploaded file, render its derivatives in a child and return the job it recorded."""
-    # Before the body is read: a refused upload never reaches the disk.
-    limits.check_free_disk()
-    limits.check_session_quota(ws)
-    ops = requested_ops()
-    encoding = requested_encoding()
     job_id = storage.new_id()
     source = accept_upload(ws, job_id, upload)
     started = time.time()
@@ -222,11 +219,16 @@ def create():
     key = idempotency_key()
     if key and (answer := replay(ws, key)):
         return answer
+    # Before the body is read: a refused upload never reaches the disk. (The
+    # checks count the whole body, so they cover every file a form carries.)
+    limits.check_free_disk()
+    limits.check_session_quota(ws)
+    ops, encoding = requested_ops(), requested_encoding()
     uploads = [u for u in request.files.getlist("image") if u.filename]
     if not uploads:
         raise imaging.BadImage("Choose an image file to upload.")
     if len(uploads) == 1:
-        job = make_job(ws, uploads[0], key)
+        job = make_job(ws, uploads[0], ops, encoding, key)
         if wants_json():
             return jsonify(gallery.job_json(job)), 201
         flash(done_message(job), "success")
@@ -236,7 +238,7 @@ def create():
     for upload in uploads:
         # One file refused says why and spares the rest; a failure of the server stops them all.
         try:
-            flash(done_message(make_job(ws, upload, None)), "success")
+            flash(done_message(make_job(ws, upload, ops, encoding, None)), "success")
         except imaging.BadImage as exc:
             flash(f"{display_name(upload.filename)}: {exc}", "error")
         except HTTPException as exc:
