@@ -121,6 +121,8 @@ def test_completion_is_announced_focused_and_keeps_the_choices(screen_page, tmp_
     page.fill("input[name=arg-blur]", "2")
     page.select_option("select[name=format]", "png")
     page.set_input_files("#image", photo(tmp_path, (1600, 1200)))
+    expect(page.locator("#preview-info")).to_contain_text("1600×1200 px")
+    chosen_size = page.locator("#preview-info").inner_text().rsplit(" · ", 1)[1]
     submit_and_wait(page)
     expect(page.locator("#status")).to_have_text("Done: 2 images from holiday.jpg.")
     newest = page.locator("article.job").first
@@ -130,7 +132,8 @@ def test_completion_is_announced_focused_and_keeps_the_choices(screen_page, tmp_
     assert [b.get_attribute("value") for b in page.locator("input[name=ops]:checked").all()] == ["grayscale", "blur"]
     assert page.input_value("input[name=arg-blur]") == "2" and page.input_value("select[name=format]") == "png"
     # One size convention on the page and in the gallery; times in the visitor's zone, not UTC.
-    assert "UTC" not in newest.locator(".meta").first.inner_text()
+    meta = newest.locator(".meta").first.inner_text()
+    assert f", {chosen_size} · " in meta and "UTC" not in meta
     shot(page, f"{'phone' if page.viewport_size['width'] < 500 else 'desktop'}-done")
 
 
