@@ -183,9 +183,13 @@
   async function processFile(file, row) {
     const data = new FormData(form);
     data.set("image", file, file.name);
-    // The exact body the browser will send, multipart framing included: the
-    // server's MAX_CONTENT_LENGTH applies to all of it.
-    const bytes = (await new Response(data).blob()).size;
+    // The exact size of the body the browser will send, multipart framing
+    // included: the server's MAX_CONTENT_LENGTH applies to all of it. The
+    // framing is measured around an empty file of the same name and type,
+    // so the photo itself is never read for this.
+    const framing = new FormData(form);
+    framing.set("image", new File([], file.name, { type: file.type }), file.name);
+    const bytes = (await new Response(framing).blob()).size + file.size;
     if (maxBytes && bytes > maxBytes) {
       row.set(0, "Not sent: with the form, the upload is " + size(bytes) + "; the limit is " + size(maxBytes) + ".",
         "error");
