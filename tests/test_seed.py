@@ -78,3 +78,14 @@ def test_value_goes_through_the_child_slots_and_the_log(make_app, caplog):
     busy = app.test_client().get("/value", headers={"Accept": "application/json"})
     slow.join()
     assert busy.status_code == 503
+
+
+def test_the_about_page_explains_the_demos_and_the_header_no_longer_lists_them(client):
+    about = client.get("/about")
+    assert about.status_code == 200
+    text = about.get_data(as_text=True)
+    for path in ("/baseline", "/multi", "/value"):
+        assert f'href="{path}"' in text
+    assert "deleted 7 days after your last visit" in text
+    header = client.get("/").get_data(as_text=True).split("<main>")[0]
+    assert 'href="/about"' in header and "/baseline" not in header

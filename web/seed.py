@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template, session
+from flask import Blueprint, current_app, render_template, session
 
 import handoff
 
@@ -20,7 +20,8 @@ def visible_items() -> str:
 @bp.get("/about")
 def about():
     """Explain what Darkroom is for, and what the three demo pages show developers."""
-    return render_template("seed/about.html")
+    lifetime_days = round(current_app.permanent_session_lifetime.total_seconds() / 86400)
+    return render_template("seed/about.html", lifetime_days=lifetime_days)
 
 
 @bp.get("/baseline")
