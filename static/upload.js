@@ -227,7 +227,8 @@
     watchRunning();
   }
 
-  // Jobs the server was already running when the page loaded (a reload, another tab).
+  // Jobs the server was already running when the page loaded (a reload, another tab);
+  // one loop at a time follows them, until none is left.
   async function watchRunning() {
     if (watching || !gallery.querySelector("[data-running]")) return;
     watching = true;
@@ -240,10 +241,10 @@
         const cards = Array.from(gallery.querySelectorAll("[data-running]"));
         if (!cards.length) return;
         if (cards.some(function (card) { return !byId.has(card.dataset.running); })) {
-          watching = false;
+          // This loop goes on following the cards the new gallery still has.
           await refreshGallery();
           announce("A photo that was being processed is done.");
-          return;
+          continue;
         }
         cards.forEach(function (card) {
           const job = byId.get(card.dataset.running);
