@@ -118,6 +118,7 @@
     name.className = "queue-name";
     name.textContent = file.name + " · " + size(file.size);
     const bar = document.createElement("progress");
+    bar.setAttribute("aria-label", "Progress of " + file.name);
     bar.max = 100;
     bar.value = 0;
     const text = document.createElement("span");

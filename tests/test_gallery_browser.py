@@ -87,6 +87,7 @@ def test_several_files_are_queued_one_job_each(screen_page, tmp_path):
     page.click("#submit")
     rows = page.locator("#queue li")
     expect(rows).to_have_count(3)
+    assert rows.nth(0).locator("progress").get_attribute("aria-label") == "Progress of one.jpg"
     wait_until(page, "document.querySelector('#queue .queue-text').textContent.startsWith('Sleep 0.6 s (1 of 2 done)')")
     assert rows.nth(2).locator(".queue-text").inner_text() == "Waiting"
     wait_until(page, "!document.getElementById('submit').disabled", timeout=60)
@@ -233,6 +234,7 @@ def test_a_job_still_running_after_a_reload_is_shown_until_it_is_done(page, tmp_
     page.reload()
     card = page.locator("article.running")
     expect(card).to_contain_text("sleepy.jpg")
+    assert card.locator("progress").get_attribute("aria-label") == "Progress of sleepy.jpg"
     assert 0 < int(card.locator("progress").get_attribute("value")) < 100
     page.wait_for_selector("article.job:not(.running) h3:text-is('sleepy.jpg')", timeout=20000)
     assert page.locator("article.running").count() == 0
