@@ -9,16 +9,13 @@ never finish: it is not reported, and its directory is reclaimed.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import time
 from pathlib import Path
 from typing import Any
 
 from .manifest import Manifest, read_json, write_json_atomic
-from .workspace import Workspace, is_valid_id
-
-PROGRESS_FILE = "progress.json"
+from .workspace import NOTES_DIR, Workspace, is_valid_id
 
 
 def lease(seconds: float) -> dict[str, Any]:
@@ -28,12 +25,14 @@ def lease(seconds: float) -> dict[str, Any]:
 
 def write_progress(ws: Workspace, job_id: str, **progress: Any) -> None:
     """Replace the progress note of a running job."""
-    write_json_atomic(ws.job_dir(job_id) / PROGRESS_FILE, {"id": job_id, **progress}, durable=False)
+    path = ws.note_path(job_id)
+    path.parent.mkdir(exist_ok=True)
+    write_json_atomic(path, {"id": job_id, **progress}, durable=False)
 
 
 def clear_progress(ws: Workspace, job_id: str) -> None:
     """Remove a finished job's progress note."""
-    (ws.job_dir(job_id) / PROGRESS_FILE).unlink(missing_ok=True)
+    ws.note_path(job_id).unlink(missing_ok=True)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -61,20 +60,28 @@ def _unlisted(ws: Workspace, manifest: Manifest) -> list[Path]:
     return [e for e in ws.path.iterdir() if e.is_dir() and is_valid_id(e.name) and e.name not in finished]
 
 
-def _read_note(job_dir: Path) -> dict[str, Any] | None:
-    """A job directory's note, or None if it has none (or an unreadable one)."""
+def _read_note(ws: Workspace, job_id: str) -> dict[str, Any] | None:
+    """A job's note, or None if it has none (or an unreadable one)."""
     try:
-        return read_json(job_dir / PROGRESS_FILE)
+        return read_json(ws.note_path(job_id))
     except ValueError:
         return None
 
 
 def running_jobs(ws: Workspace, manifest: Manifest) -> list[dict[str, Any]]:
-    """Return the notes of jobs that are running now: a directory, no manifest entry yet, a live note."""
+    """Return the notes of jobs that are running now: a directory, no manifest entry yet, a live note.
+
+    Only the folder of notes is listed, so the cost follows the running jobs, not all of them.
+    """
+    folder = ws.path / NOTES_DIR
+    ids = [p.stem for p in folder.iterdir() if is_valid_id(p.stem)] if folder.is_dir() else []
+    if not ids:
+        return []
+    finished = {j["id"] for j in manifest["jobs"]}
     notes = []
-    for entry in _unlisted(ws, manifest):
-        note = _read_note(entry)
-        if note is not None and is_live(note):
+    for job_id in ids:
+        note = None if job_id in finished else _read_note(ws, job_id)
+        if note is not None and is_live(note) and ws.job_dir(job_id).is_dir():
             notes.append(note)
     return sorted(notes, key=lambda n: n.get("started", 0))
 
@@ -87,11 +94,17 @@ def reclaim_abandoned(ws: Workspace, manifest: Manifest, grace_seconds: float) -
     """
     reclaimed = 0
     for entry in _unlisted(ws, manifest):
-        note = _read_note(entry)
+        note = _read_note(ws, entry.name)
         if note is not None and is_live(note):
             continue
         if note is None and entry.stat().st_mtime > time.time() - grace_seconds:
             continue
-        shutil.rmtree(entry, ignore_errors=True)
+        ws.remove_job_dir(entry.name)
         reclaimed += 1
+    # A note whose directory has gone (removed by hand, say) and whose job can no longer run.
+    folder = ws.path / NOTES_DIR
+    for path in folder.glob("*.json") if folder.is_dir() else ():
+        orphan = is_valid_id(path.stem) and not ws.job_dir(path.stem).is_dir()
+        if orphan and not is_live(_read_note(ws, path.stem) or {}):
+            path.unlink(missing_ok=True)
     return reclaimed

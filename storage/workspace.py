@@ -44,6 +44,10 @@ def is_valid_id(value: str) -> bool:
     return bool(_ID.match(value))
 
 
+#: The folder of a workspace that holds its running jobs' progress notes.
+NOTES_DIR = "running"
+
+
 @dataclass(frozen=True)
 class Workspace:
     """A session's directory under ``root``, its manifest and its lock.
@@ -98,9 +102,15 @@ class Workspace:
         path.mkdir(parents=True)
         return path
 
+    def note_path(self, job_id: str) -> Path:
+        """Where a running job's progress note is: one folder of notes, so that
+        finding the running jobs never lists every job directory."""
+        return self.path / NOTES_DIR / f"{self.job_dir(job_id).name}.json"
+
     def remove_job_dir(self, job_id: str) -> None:
-        """Delete one job's directory and everything in it."""
+        """Delete one job's directory and everything in it, and its progress note."""
         shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+        self.note_path(job_id).unlink(missing_ok=True)
 
     def resolve_file(self, job_id: str, filename: str) -> Path:
         """Return the real path of a file in a job directory, or raise NotFound.

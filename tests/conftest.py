@@ -143,6 +143,15 @@ def upload(client, data=None, ops=None, name="photo.jpg", json=True, fields=None
     return client.post("/jobs", data=form, headers=headers, content_type="multipart/form-data")
 
 
+def workspace_of(app, client):
+    """The workspace of a test client's session, or None if it has none yet."""
+    import storage
+
+    with client.session_transaction() as sess:
+        workspace_id = sess.get("_workspace")
+    return storage.Workspace(app.config["DARKROOM_STORAGE_ROOT"], workspace_id) if workspace_id else None
+
+
 def decode(data):
     """Return a fully decoded Pillow image from bytes."""
     im = Image.open(io.BytesIO(data))

@@ -11,17 +11,11 @@ import time
 import zipfile
 
 import pytest
-from conftest import decode, image_bytes, upload, wait_for_child_at_work
+from conftest import decode, image_bytes, upload, wait_for_child_at_work, workspace_of
 from PIL import Image
 
 import storage
 from bench.load import Client, Server
-
-
-def workspace_of(app, client):
-    with client.session_transaction() as sess:
-        workspace_id = sess.get("_workspace")
-    return storage.Workspace(app.config["DARKROOM_STORAGE_ROOT"], workspace_id) if workspace_id else None
 
 
 def assert_state(app, client, job_ids):
@@ -37,7 +31,9 @@ def assert_state(app, client, job_ids):
         return
     assert [j["id"] for j in storage.load_manifest(ws)["jobs"]] == job_ids
     dirs = sorted(e.name for e in ws.path.iterdir() if e.is_dir()) if ws.path.exists() else []
-    assert dirs == sorted(job_ids)
+    assert [d for d in dirs if d != storage.workspace.NOTES_DIR] == sorted(job_ids)
+    notes = ws.path / storage.workspace.NOTES_DIR
+    assert not notes.is_dir() or list(notes.iterdir()) == []  # no running job's note left behind
     leftovers = [p for p in ws.path.rglob("*.tmp")] if ws.path.exists() else []
     assert leftovers == []
 

@@ -6,9 +6,10 @@ import zipfile
 from urllib.parse import quote
 
 import pytest
-from conftest import decode, image_bytes, upload
+from conftest import decode, image_bytes, upload, workspace_of
 from PIL import Image
 
+import storage
 from imaging.job import progress_percent
 from imaging.ops import parse_ops
 from imaging.preview import save_previews
@@ -278,3 +279,46 @@ def test_sizes_use_one_convention_and_times_carry_their_zone(client):
     assert f"{round(size / 1024)} kB" in page or f"{size / 1048576:.1f}".removesuffix(".0") + " MB" in page
     assert "up to 40 MB each" in page
     assert "kept for 7 days after your last visit" in page
+
+
+# However many jobs a session holds
+
+
+def test_the_session_row_holds_only_the_newest_jobs(make_app):
+    app = make_app(DARKROOM_SESSION_JOBS=3)
+    client = app.test_client()
+    ids = [upload(client, image_bytes((64, 48)), ops=["invert"]).get_json()["id"] for _ in range(5)]
+    with client.session_transaction() as sess:
+        assert [j["id"] for j in sess["jobs"]] == ids[-3:]
+    assert [j["id"] for j in session_jobs(client)] == ids  # the manifest still has them all
+
+
+def test_the_api_pages_the_sessions_jobs_with_a_cursor(client):
+    ids = [upload(client, image_bytes((64, 48)), ops=["invert"]).get_json()["id"] for _ in range(5)]
+    seen, url = [], "/api/session?limit=2"
+    while url:
+        answer = client.get(url).get_json()
+        assert len(answer["jobs"]) <= 2
+        seen += [j["id"] for j in answer["jobs"]]
+        url = answer["next"] and f"/api/session?limit=2&after={answer['next']}"
+    assert seen == ids
+    assert client.get("/api/session?limit=0").status_code == 400
+    assert client.get("/api/session?limit=101").status_code == 400
+    unknown = client.get("/api/session?after=" + "0" * 24)
+    assert unknown.status_code == 400 and "start again without it" in unknown.get_json()["error"]
+
+
+def test_running_jobs_are_found_without_listing_every_job(app, client):
+    from storage.workspace import NOTES_DIR
+
+    upload(client, ops=["invert"])
+    ws = workspace_of(app, client)
+    job_id = "f" * 24
+    ws.create_job_dir(job_id)
+    storage.write_progress(ws, job_id, pid=None, op="", label="", done=0, total=1, percent=0, started=0,
+                           **storage.lease(60))
+    assert sorted(p.name for p in (ws.path / NOTES_DIR).iterdir()) == [f"{job_id}.json"]
+    assert [n["id"] for n in client.get("/api/progress").get_json()["running"]] == [job_id]
+    storage.discard_job(ws, job_id)
+    assert list((ws.path / NOTES_DIR).iterdir()) == []  # the note goes with its job
+    assert client.get("/api/progress").get_json() == {"running": []}

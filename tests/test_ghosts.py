@@ -85,7 +85,8 @@ def test_cleanup_and_clear_all_reclaim_a_job_whose_owner_died(app, client, runne
     ws.create_job_dir(job_id)
     storage.write_progress(ws, job_id, pid=None, op="", started=time.time(), **{**storage.lease(60), "deadline": 0})
     assert client.post("/session/clear").status_code == 303
-    assert [p for p in ws.path.iterdir() if p.is_dir()] == []
+    assert [p for p in ws.path.iterdir() if p.is_dir() and storage.is_valid_id(p.name)] == []
+    assert list((ws.path / storage.workspace.NOTES_DIR).iterdir()) == []  # and their notes
 
 
 def _workspace_id(client):

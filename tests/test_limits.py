@@ -176,7 +176,7 @@ def test_clearing_gives_the_session_a_new_id(app, client):
     upload(client)
     planted = app.test_client()
     planted.set_cookie("session", old)
-    assert planted.get("/api/session").get_json() == {"jobs": []}
+    assert planted.get("/api/session").get_json() == {"jobs": [], "next": None}
     assert len(client.get("/api/session").get_json()["jobs"]) == 1
 
 

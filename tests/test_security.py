@@ -15,7 +15,7 @@ def test_cross_site_origin_is_refused(app, client):
     response = upload(client, Origin="https://evil.example")
     assert response.status_code == 403
     assert "another site" in response.get_json()["error"]
-    assert client.get("/api/session").get_json() == {"jobs": []}
+    assert client.get("/api/session").get_json() == {"jobs": [], "next": None}
 
 
 @pytest.mark.parametrize("site", ["cross-site", "same-site"])
@@ -63,7 +63,7 @@ def test_another_session_gets_404_for_files(two_sessions):
     for out in job["outputs"] + [job["source"]]:
         assert owner.get(out["url"]).status_code == 200
         assert stranger.get(out["url"]).status_code == 404
-    assert stranger.get("/api/session").get_json() == {"jobs": []}
+    assert stranger.get("/api/session").get_json() == {"jobs": [], "next": None}
     delete = stranger.post(f"/jobs/{job['id']}/delete", headers={"Accept": "application/json"})
     assert delete.status_code == 404
     assert owner.get(job["outputs"][0]["url"]).status_code == 200

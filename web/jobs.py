@@ -248,13 +248,31 @@ def create():
     return redirect(url_for("jobs.index"), 303)
 
 
+#: The most jobs one answer of /api/session carries.
+MAX_JOBS_PER_ANSWER = 100
+
+
 @bp.get("/api/session")
 def session_json():
-    """Return the session's jobs, oldest first."""
+    """Return a page of the session's jobs, oldest first, and the cursor of the next page.
+
+    ``?limit=N`` (1 to 100, 100 by default) and ``?after=<job id>`` (the
+    ``next`` of the previous answer); ``next`` is null on the last page.
+    """
     ws = current_workspace()
-    jobs = [gallery.job_json(j) for j in sync_jobs(ws, storage.load_manifest(ws))]
+    jobs = sync_jobs(ws, storage.load_manifest(ws))
+    limit = request.args.get("limit", MAX_JOBS_PER_ANSWER, type=int)
+    if not 1 <= limit <= MAX_JOBS_PER_ANSWER:
+        abort(400, f"limit must be a whole number from 1 to {MAX_JOBS_PER_ANSWER}.")
+    start = 0
+    if (after := request.args.get("after")) is not None:
+        start = next((i + 1 for i, job in enumerate(jobs) if job["id"] == after), -1)
+        if start < 0:
+            abort(400, "The cursor names no job of this session (deleted meanwhile?); start again without it.")
+    page = jobs[start:start + limit]
     keep_alive()
-    return {"jobs": jobs}
+    more = start + limit < len(jobs)
+    return {"jobs": [gallery.job_json(j) for j in page], "next": page[-1]["id"] if more else None}
 
 
 @bp.get("/api/progress")

@@ -161,7 +161,7 @@ def keep_workspace(ws: storage.Workspace) -> None:
 
 
 def sync_jobs(ws: storage.Workspace, manifest: storage.manifest.Manifest) -> list[dict[str, Any]]:
-    """Make the session's job list match the manifest, the locked source of truth.
+    """Make the session's list of newest jobs match the manifest, the locked source of truth; return all jobs.
 
     A concurrent request may have saved an older copy of the session (the
     store has no locking, the last save wins); the manifest cannot lose a
@@ -170,8 +170,11 @@ def sync_jobs(ws: storage.Workspace, manifest: storage.manifest.Manifest) -> lis
     jobs = manifest["jobs"]
     if jobs:
         keep_workspace(ws)
-    if session.get("jobs", []) != jobs:
-        session["jobs"] = jobs
+    # The row carries the newest jobs only: it is read and written with every
+    # request, so its size must not grow with the gallery (the manifest has them all).
+    recent = jobs[max(0, len(jobs) - current_app.config["DARKROOM_SESSION_JOBS"]):]
+    if session.get("jobs", []) != recent:
+        session["jobs"] = recent
     return jobs
 
 

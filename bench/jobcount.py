@@ -1,0 +1,88 @@
+"""``python -m bench.jobcount``: what a request costs as a session's jobs pile up.
+
+Starts the app under gunicorn (one worker, four threads), fills one session
+with tiny jobs up to each count (10, 300 and 1,000 by default), and at each
+count measures, interleaved, the median latency of GET /, POST /jobs (a
+64×48 job, deleted again so the count stays put), GET /api/session and GET
+/api/progress, then the size of the session's database row and of its
+manifest. Flat means the same figures at every count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sqlite3
+import statistics
+
+from PIL import Image
+
+from bench.load import Client, Server, timed
+
+ENDPOINTS = ("GET /", "POST /jobs", "GET /api/session", "GET /api/progress")  # /api/session: a page of 10
+
+
+def tiny_jpeg() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (120, 80, 40)).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+def row_bytes(server: Server) -> int:
+    """The size of the (one) session row's data in the bench's SQLite session store."""
+    with sqlite3.connect(server.tmp / "sessions.db") as db:
+        return max(length for (length,) in db.execute("SELECT length(data) FROM sessions"))
+
+
+def manifest_bytes(server: Server) -> int:
+    [manifest] = (server.tmp / "workspaces").glob("*/manifest.json")
+    return manifest.stat().st_size
+
+
+def measure(client: Client, image: bytes, rounds: int) -> dict[str, float]:
+    """Median milliseconds of each endpoint over ``rounds`` interleaved rounds."""
+    times: dict[str, list[float]] = {name: [] for name in ENDPOINTS}
+    for _ in range(rounds):
+        ms, (status, _) = timed(lambda: client.get("/"))
+        assert status == 200, status
+        times["GET /"].append(ms)
+        ms, (status, body) = timed(lambda: client.upload(image, ["invert"]))
+        assert status == 201, status
+        times["POST /jobs"].append(ms)
+        client.request("POST", f"/jobs/{json.loads(body)['id']}/delete")
+        times["GET /api/session"].append(timed(lambda: client.get("/api/session?limit=10"))[0])
+        times["GET /api/progress"].append(timed(lambda: client.get("/api/progress"))[0])
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--counts", type=int, nargs="+", default=[10, 300, 1000])
+    parser.add_argument("--rounds", type=int, default=30)
+    args = parser.parse_args()
+    image = tiny_jpeg()
+    rows = []
+    with Server("gunicorn") as server:
+        client = Client(server.port)
+        client.get("/")
+        jobs = 0
+        for count in sorted(args.counts):
+            while jobs < count:
+                status, _ = client.upload(image, ["invert"])
+                assert status == 201, status
+                jobs += 1
+            rows.append({"jobs": count, **measure(client, image, args.rounds),
+                         "row": row_bytes(server), "manifest": manifest_bytes(server)})
+    print(f"| jobs in the session | {' | '.join(ENDPOINTS)} | session row | manifest |")
+    print("|---:" * (len(ENDPOINTS) + 3) + "|")
+    for row in rows:
+        cells = [f"{row[name]:.1f} ms" for name in ENDPOINTS]
+        sizes = f"{row['row'] / 1024:.1f} kB | {row['manifest'] / 1024:.1f} kB"
+        print(f"| {row['jobs']:,} | {' | '.join(cells)} | {sizes} |")
+    first, last = rows[0], rows[-1]
+    print("ratios, most jobs to fewest: " + ", ".join(f"{name} {last[name] / first[name]:.2f}×" for name in ENDPOINTS))
+
+
+if __name__ == "__main__":
+    main()
