@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .manifest import Manifest, read_json, write_json_atomic
+from .manifest import Manifest, load_manifest, read_json, write_json_atomic
 from .workspace import NOTES_DIR, Workspace, is_valid_id
 
 
@@ -68,16 +68,18 @@ def _read_note(ws: Workspace, job_id: str) -> dict[str, Any] | None:
         return None
 
 
-def running_jobs(ws: Workspace, manifest: Manifest) -> list[dict[str, Any]]:
+def running_jobs(ws: Workspace, manifest: Manifest | None = None) -> list[dict[str, Any]]:
     """Return the notes of jobs that are running now: a directory, no manifest entry yet, a live note.
 
-    Only the folder of notes is listed, so the cost follows the running jobs, not all of them.
+    Only the folder of notes is listed, so the cost follows the running jobs,
+    not all of them; the manifest (loaded here if not given) is read only when
+    some job has a note.
     """
     folder = ws.path / NOTES_DIR
     ids = [p.stem for p in folder.iterdir() if is_valid_id(p.stem)] if folder.is_dir() else []
     if not ids:
         return []
-    finished = {j["id"] for j in manifest["jobs"]}
+    finished = {j["id"] for j in (manifest or load_manifest(ws))["jobs"]}
     notes = []
     for job_id in ids:
         note = None if job_id in finished else _read_note(ws, job_id)

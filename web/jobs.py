@@ -279,7 +279,7 @@ def session_json():
 def progress():
     """Return what the session's running children are doing right now."""
     ws = current_workspace()
-    return {"running": [gallery.running_json(n) for n in storage.running_jobs(ws, storage.load_manifest(ws))]}
+    return {"running": [gallery.running_json(n) for n in storage.running_jobs(ws)]}
 
 
 @bp.post("/jobs/<job_id>/delete")
