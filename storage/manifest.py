@@ -12,7 +12,9 @@ import json
 import logging
 import os
 import tempfile
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -107,18 +109,64 @@ def _load_locked(ws: Workspace) -> Manifest:
     return manifest if manifest is not None else rebuild_manifest(ws)
 
 
+class _ParsedManifests:
+    """The last manifests this process parsed, each under the identity of the file it came from.
+
+    Every write replaces the file (a new inode, mtime and size), so a file
+    whose identity is unchanged holds the manifest already parsed: one stat
+    instead of reading and parsing a file that grows with the job count.
+    Bounded, least recently used first out.
+    """
+
+    def __init__(self, size: int = 64) -> None:
+        self.size = size
+        self.entries: OrderedDict[Path, tuple[tuple[int, int, int], Manifest]] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, path: Path, identity: tuple[int, int, int]) -> Manifest | None:
+        with self.lock:
+            entry = self.entries.get(path)
+            if entry is None or entry[0] != identity:
+                return None
+            self.entries.move_to_end(path)
+            return entry[1]
+
+    def put(self, path: Path, identity: tuple[int, int, int], manifest: Manifest) -> None:
+        with self.lock:
+            self.entries[path] = (identity, manifest)
+            self.entries.move_to_end(path)
+            while len(self.entries) > self.size:
+                self.entries.popitem(last=False)
+
+
+_parsed = _ParsedManifests()
+
+
 def load_manifest(ws: Workspace) -> Manifest:
-    """Return the workspace's manifest (an empty one if it has none yet).
+    """Return the workspace's manifest (an empty one if it has none yet); treat it as read-only.
 
     Reading needs no lock: writes are atomic replacements. A damaged manifest
     (not JSON, or not the manifest's shape) is set aside and rebuilt, under the
-    lock, from the record each finished job keeps in its directory.
+    lock, from the record each finished job keeps in its directory. The same
+    unchanged file is parsed once per process (see ``_ParsedManifests``), so
+    callers share the object returned and must not modify it.
     """
+    try:
+        st = os.stat(ws.manifest_path)
+    except FileNotFoundError:
+        st = None
+    identity = (st.st_ino, st.st_mtime_ns, st.st_size) if st else None
+    if identity and (cached := _parsed.get(ws.manifest_path, identity)) is not None:
+        return cached
     manifest = _read_manifest(ws)
-    if manifest is not None:
-        return manifest
-    with ws.lock():
-        return _load_locked(ws)  # another process may have rebuilt it meanwhile
+    if manifest is None:
+        with ws.lock():
+            return _load_locked(ws)  # another process may have rebuilt it meanwhile
+    if identity:
+        # Parsed from the file stat() saw, unless it was replaced in between: then
+        # the identity no longer matches the file, and the next call parses again.
+        _parsed.put(ws.manifest_path, identity, manifest)
+    return manifest
 
 
 @contextmanager

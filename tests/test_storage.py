@@ -42,6 +42,24 @@ def test_concurrent_processes_lose_no_job(ws):
     assert [j["created"] for j in jobs] == sorted(j["created"] for j in jobs)
 
 
+def test_an_unchanged_manifest_is_parsed_once_and_a_changed_one_again(ws):
+    for i in range(2):
+        ws.create_job_dir(f"{i:024x}")
+        storage.record_job(ws, job(f"{i:024x}"))
+    first = storage.load_manifest(ws)
+    assert storage.load_manifest(ws) is first  # one stat, no second parse
+    ws.create_job_dir(f"{2:024x}")
+    storage.record_job(ws, job(f"{2:024x}"))
+    assert [j["id"] for j in storage.load_manifest(ws)["jobs"]] == [f"{i:024x}" for i in range(3)]
+    storage.discard_job(ws, f"{0:024x}")
+    assert len(storage.load_manifest(ws)["jobs"]) == 2
+    # A file changed in place, not replaced (same inode): its new size and time are seen too.
+    with open(ws.manifest_path, "w") as f:
+        f.write("{not json")
+    assert [j["id"] for j in storage.load_manifest(ws)["jobs"]] == [f"{i:024x}" for i in (1, 2)]
+    assert list(ws.path.glob("manifest.json.damaged-*")), "the damaged file was read, set aside and rebuilt"
+
+
 def test_lock_excludes_a_second_holder(ws):
     with ws.lock():
         other = storage.Workspace(ws.root, ws.id, ws.lock_type, lock_timeout=0.2)
