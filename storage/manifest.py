@@ -113,8 +113,8 @@ class _ParsedManifests:
     """The last manifests this process parsed, each under the identity of the file it came from.
 
     Every write replaces the file (a new inode, mtime and size), so a file
-    whose identity is unchanged holds the manifest already parsed: one stat
-    instead of reading and parsing a file that grows with the job count.
+    whose identity is unchanged holds the manifest already parsed: one open and
+    fstat instead of reading and parsing a file that grows with the job count.
     Bounded, least recently used first out.
     """
 
@@ -152,9 +152,16 @@ def load_manifest(ws: Workspace) -> Manifest:
     callers share the object returned and must not modify it.
     """
     try:
-        st = os.stat(ws.manifest_path)
+        # open, then fstat: on NFS, opening a file revalidates its attributes
+        # (close-to-open consistency) where a bare stat may answer from a cache.
+        fd = os.open(ws.manifest_path, os.O_RDONLY)
     except FileNotFoundError:
         st = None
+    else:
+        try:
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
     identity = (st.st_ino, st.st_mtime_ns, st.st_size) if st else None
     if identity and (cached := _parsed.get(ws.manifest_path, identity)) is not None:
         return cached
