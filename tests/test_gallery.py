@@ -304,6 +304,7 @@ def test_the_api_pages_the_sessions_jobs_with_a_cursor(client):
     assert seen == ids
     assert client.get("/api/session?limit=0").status_code == 400
     assert client.get("/api/session?limit=101").status_code == 400
+    assert client.get("/api/session?limit=ten").get_json() == {"error": "limit must be a whole number from 1 to 100."}
     unknown = client.get("/api/session?after=" + "0" * 24)
     assert unknown.status_code == 400 and "start again without it" in unknown.get_json()["error"]
 

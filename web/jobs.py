@@ -261,9 +261,10 @@ def session_json():
     """
     ws = current_workspace()
     jobs = sync_jobs(ws, storage.load_manifest(ws))
-    limit = request.args.get("limit", MAX_JOBS_PER_ANSWER, type=int)
-    if not 1 <= limit <= MAX_JOBS_PER_ANSWER:
+    limit_text = request.args.get("limit", str(MAX_JOBS_PER_ANSWER))
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_JOBS_PER_ANSWER:
         abort(400, f"limit must be a whole number from 1 to {MAX_JOBS_PER_ANSWER}.")
+    limit = int(limit_text)
     start = 0
     if (after := request.args.get("after")) is not None:
         start = next((i + 1 for i, job in enumerate(jobs) if job["id"] == after), -1)
