@@ -12,6 +12,12 @@ worker_class = "gthread" if threads > 1 else "sync"
 # (10 s), so gunicorn never kills a worker that is waiting for a child.
 timeout = int(os.environ.get("DARKROOM_WORKER_TIMEOUT", 120))
 graceful_timeout = 75
+# Idle connections stay open longer than the proxy keeps them (deploy/nginx.conf,
+# keepalive_timeout in the upstream block): the proxy must be the one that closes
+# them. With gunicorn's default of 2 s, nginx could send a request on a connection
+# gunicorn was closing; nginx then counts that node as failed and sends it nothing
+# for 10 s.
+keepalive = 75
 # Each worker starts its own forkserver and children lazily, after the fork:
 # the app must not be loaded in the master.
 preload_app = False

@@ -278,3 +278,13 @@ def test_slow_clients_do_not_delay_a_normal_request(cluster):
 def test_nginx_body_limit_matches_the_app(app):
     [value] = re.findall(r"^\s*client_max_body_size\s+(\d+)m;", NGINX_CONF.read_text(), re.M)
     assert int(value) * 1024 * 1024 == app.config["MAX_CONTENT_LENGTH"]
+
+
+def test_gunicorn_keeps_idle_connections_longer_than_nginx_reuses_them():
+    # Otherwise nginx may send a request on a connection gunicorn is closing:
+    # "upstream prematurely closed connection", and the node is shunned for 10 s.
+    [nginx] = re.findall(r"^\s*keepalive_timeout\s+(\d+)s;", NGINX_CONF.read_text().split("upstream darkroom", 1)[1]
+                         .split("}", 1)[0], re.M)
+    settings = {}
+    exec((Path(__file__).parent.parent / "gunicorn.conf.py").read_text(), settings)
+    assert settings["keepalive"] > int(nginx)
