@@ -15,6 +15,8 @@ from .sessions import current_workspace, has_workspace
 
 bp = Blueprint("files", __name__)
 
+NO_IMAGES_YET = "There are no images to download yet."
+
 #: Characters no file system or browser takes in a file name (and quotes, for the header).
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]+')
 
@@ -118,10 +120,13 @@ def download_job(job_id: str):
 @bp.get("/download.zip")
 def download_all():
     """Stream every job of the session as a ZIP, one folder per job, oldest first."""
-    ws = current_workspace() if has_workspace() else None
-    jobs = storage.load_manifest(ws)["jobs"] if ws else []
-    if ws is None or not jobs:
-        abort(404, "There are no images to download yet.")
+    # A client without a workspace has no images, and must not be given one by asking.
+    if not has_workspace():
+        abort(404, NO_IMAGES_YET)
+    ws = current_workspace()
+    jobs = storage.load_manifest(ws)["jobs"]
+    if not jobs:
+        abort(404, NO_IMAGES_YET)
     archive = ZipStream(compress_type=ZIP_STORED, sized=True)
     for job, folder in unique_folders(jobs):
         add_job(archive, ws, job, folder)

@@ -9,7 +9,7 @@ from flask import Blueprint, abort, current_app, render_template, request, url_f
 import storage
 
 from .files import session_job
-from .sessions import sync_jobs
+from .sessions import lifetime_days, sync_jobs
 
 bp = Blueprint("gallery", __name__)
 
@@ -48,6 +48,11 @@ def job_json(job: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def index_after(jobs: list[dict[str, Any]], job_id: str) -> int | None:
+    """The index just past job ``job_id`` in ``jobs`` (where a page after it starts), or None if it is not there."""
+    return next((i + 1 for i, job in enumerate(jobs) if job["id"] == job_id), None)
+
+
 def page_of_jobs(jobs: list[dict[str, Any]], before: str | None) -> tuple[list[dict[str, Any]], str | None]:
     """The page of ``jobs`` (newest first) that starts after job ``before``, and the cursor of the next.
 
@@ -56,7 +61,7 @@ def page_of_jobs(jobs: list[dict[str, Any]], before: str | None) -> tuple[list[d
     deleted job) starts again from the newest.
     """
     size = current_app.config["DARKROOM_PAGE_SIZE"]
-    start = next((i + 1 for i, job in enumerate(jobs) if job["id"] == before), 0) if before else 0
+    start = (index_after(jobs, before) or 0) if before else 0
     page = jobs[start:start + size]
     return page, (page[-1]["id"] if start + size < len(jobs) else None)
 
@@ -77,7 +82,7 @@ def context(ws: storage.Workspace, before: str | None) -> dict[str, Any]:
         "first_page": page[:1] == jobs[:1],
         "running": [running_json(n) for n in storage.running_jobs(ws, manifest)],
         "browser_formats": BROWSER_FORMATS, "format_name": format_name,
-        "lifetime_days": round(current_app.permanent_session_lifetime.total_seconds() / 86400),
+        "lifetime_days": lifetime_days(),
     }
 
 

@@ -265,11 +265,10 @@ def session_json():
     if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_JOBS_PER_ANSWER:
         abort(400, f"limit must be a whole number from 1 to {MAX_JOBS_PER_ANSWER}.")
     limit = int(limit_text)
-    start = 0
-    if (after := request.args.get("after")) is not None:
-        start = next((i + 1 for i, job in enumerate(jobs) if job["id"] == after), -1)
-        if start < 0:
-            abort(400, "The cursor names no job of this session (deleted meanwhile?); start again without it.")
+    after = request.args.get("after")
+    start = 0 if after is None else gallery.index_after(jobs, after)
+    if start is None:
+        abort(400, "The cursor names no job of this session (deleted meanwhile?); start again without it.")
     page = jobs[start:start + limit]
     keep_alive()
     more = start + limit < len(jobs)

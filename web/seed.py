@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, render_template, session
+from flask import Blueprint, render_template, session
 
 import handoff
 
 from . import seed_child
-from .sessions import current_workspace, keep_workspace
+from .sessions import current_workspace, keep_workspace, lifetime_days
 
 bp = Blueprint("seed", __name__)
 
@@ -20,8 +20,7 @@ def visible_items() -> str:
 @bp.get("/about")
 def about():
     """Explain what Darkroom is for, and what the three demo pages show developers."""
-    lifetime_days = round(current_app.permanent_session_lifetime.total_seconds() / 86400)
-    return render_template("seed/about.html", lifetime_days=lifetime_days)
+    return render_template("seed/about.html", lifetime_days=lifetime_days())
 
 
 @bp.get("/baseline")

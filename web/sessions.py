@@ -178,6 +178,11 @@ def sync_jobs(ws: storage.Workspace, manifest: storage.manifest.Manifest) -> lis
     return jobs
 
 
+def lifetime_days() -> int:
+    """How many days a session (and so its images) lives after its owner's last visit."""
+    return round(current_app.permanent_session_lifetime.total_seconds() / 86400)
+
+
 def keep_alive() -> None:
     """Push the session's expiry back when its owner looks at the gallery.
 
