@@ -11,22 +11,13 @@ manifest. Flat means the same figures at every count.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import sqlite3
 import statistics
 
-from PIL import Image
-
-from bench.load import Client, Server, timed
+from bench.load import Client, Server, make_photo, timed
 
 ENDPOINTS = ("GET /", "POST /jobs", "GET /api/session", "GET /api/progress")  # /api/session: a page of 10
-
-
-def tiny_jpeg() -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", (64, 48), (120, 80, 40)).save(buf, "JPEG")
-    return buf.getvalue()
 
 
 def row_bytes(server: Server) -> int:
@@ -61,7 +52,7 @@ def main() -> None:
     parser.add_argument("--counts", type=int, nargs="+", default=[10, 300, 1000])
     parser.add_argument("--rounds", type=int, default=30)
     args = parser.parse_args()
-    image = tiny_jpeg()
+    image = make_photo(64, 48, 0)  # the tiny job of make bench
     rows = []
     with Server("gunicorn") as server:
         client = Client(server.port)

@@ -89,7 +89,7 @@ OPS: dict[str, Op] = {}
 
 def register(
     name: str, label: str, *, shrinks: bool = False, param: Param | None = None,
-    needs: Callable[[Any], tuple[int, int]] | None = None, cost: float = 1.5,
+    needs: Callable[[Any], tuple[int, int]] | None = None, cost: float = Op.cost,
 ):
     """Decorator adding a function ``Image -> Image`` (``(Image, value) -> Image`` with a param)."""
 
