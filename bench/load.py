@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import io
 import json
@@ -28,7 +29,10 @@ from handoff._processes import CHILD_GLIBC_TUNABLES
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The benchmark's names for the runners, and the HANDOFF_MODE each one is.
-MODES = {"darkroom": "warm", "spawn": "spawn", "pool": "pool", "inline": "inline"}
+MODES = {"darkroom": "warm", "spawn": "spawn", "pool": "pool", "inline": "inline",
+         "celery": "celery", "celery-reused": "celery", "rq": "rq"}
+#: The runners that are other systems (bench/peers.py): a Redis and their own workers beside the web tier.
+PEERS = ("celery", "celery-reused", "rq")
 BIN = Path(sys.executable).parent
 
 
@@ -147,6 +151,8 @@ class Server:
 
     def __enter__(self) -> Server:
         self.tmp = Path(tempfile.mkdtemp(prefix="darkroom-bench-"))
+        self.stack = contextlib.ExitStack()
+        self.peer = None
         env = {
             **os.environ,
             "FLASK_HANDOFF_MODE": MODES[self.runner],
@@ -163,14 +169,26 @@ class Server:
             "DARKROOM_ACCESS_LOG": "/dev/null",
             **self.env,
         }
+        factory = "app:create_app()"
         if self.runner == "inline":
             # The inline web process does the pixel work itself: give it the
             # malloc setting darkroom gives its children, for a fair anchor.
             env["GLIBC_TUNABLES"] = CHILD_GLIBC_TUNABLES
+        elif self.runner in PEERS:
+            from bench.peers import Workers
+
+            redis = self.stack.enter_context(RedisServer())
+            env["DARKROOM_BENCH_REDIS_URL"] = redis.url
+            factory = "bench.peers:create_app()"
+            # The peers' workers do the pixel work: the same malloc setting as darkroom's children.
+            self.peer = self.stack.enter_context(Workers(
+                self.runner, redis.url, int(env["FLASK_HANDOFF_MAX_CHILDREN"]), self.tmp / "workers.log",
+                env={"GLIBC_TUNABLES": CHILD_GLIBC_TUNABLES}))
+            self.redis = redis
         if self.kind == "flask":
-            cmd = [BIN / "flask", "--app", "app", "run", "--port", str(self.port), "--no-reload", "--no-debugger"]
+            cmd = [BIN / "flask", "--app", factory, "run", "--port", str(self.port), "--no-reload", "--no-debugger"]
         else:
-            cmd = [BIN / "gunicorn", "--config", "gunicorn.conf.py", "app:create_app()"]
+            cmd = [BIN / "gunicorn", "--config", "gunicorn.conf.py", factory]
         self.log = open(self.tmp / "server.log", "w+")
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
@@ -181,7 +199,9 @@ class Server:
             except OSError:
                 time.sleep(0.1)
         else:
-            raise RuntimeError(f"{self.kind} did not start: {self.log_text()}")
+            text = self.log_text()
+            self.__exit__()
+            raise RuntimeError(f"{self.kind} did not start: {text}")
         return self
 
     def web_pids(self) -> list[int]:
@@ -203,6 +223,7 @@ class Server:
     def __exit__(self, *exc: object) -> None:
         stop_process(self.proc)
         self.log.close()
+        self.stack.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
