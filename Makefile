@@ -38,7 +38,13 @@ test: $(VENV)/.dev
 serve: $(VENV)/.runtime
 	$(BIN)/gunicorn --config gunicorn.conf.py "app:create_app()"
 
-bench: $(VENV)/.dev
+$(VENV)/.bench: requirements.txt requirements-dev.txt requirements-bench.txt | $(BIN)/python
+	@echo "Installing the benchmark's peers (Celery, RQ) into $(VENV) (first run only)..."
+	$(BIN)/pip install --disable-pip-version-check -r requirements-bench.txt
+	@touch $@ $(VENV)/.dev $(VENV)/.runtime
+
+bench: $(VENV)/.bench
+	@command -v redis-server >/dev/null || { echo "make bench needs redis-server for Celery and RQ: apt-get install redis-server"; exit 1; }
 	$(BIN)/python -m bench --write
 
 cleanup: $(VENV)/.runtime

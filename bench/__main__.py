@@ -1,7 +1,11 @@
-"""``make bench``: web-process memory, throughput and isolation cost of each runner.
+"""``make bench``: Darkroom against Celery and RQ, and a session's cost as its jobs pile up.
 
-Starts the real app (Flask's dev server, then gunicorn) once per strategy and
+``python -m bench`` (what ``make bench`` runs) measures the peer comparison
+(bench/compare.py) and the job-count table (bench/jobcount.py);
+``python -m bench runners`` measures handoff's own modes (inline, spawn,
+pool, warm) under the dev server and gunicorn. Each starts the real app and
 drives it over HTTP with concurrent clients uploading 12-24 MP JPEGs.
+``--write`` replaces that part's section of bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from bench import compare, jobcount
 from bench.load import ROOT, Server, make_photo, overhead, run_load, summarize
 
 SIZES = [(4000, 3000), (4899, 3266), (5657, 3771), (6000, 4000)]  # 12, 16, 21, 24 MP
@@ -68,7 +73,11 @@ def render_one(im, name: str, out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("part", nargs="?", choices=("all", "peers", "jobcount", "runners"), default="all",
+                        help="all (the default) is peers, then jobcount")
     parser.add_argument("--jobs", type=int, default=200, help="jobs per strategy (default 200)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the peer comparison")
+    parser.add_argument("--counts", type=int, nargs="+", default=[10, 300, 1000], help="jobs in a session")
     parser.add_argument("--clients", type=int, default=4, help="concurrent clients (default 4)")
     parser.add_argument("--ops", default="thumbnail,grayscale", help="ops per job")
     parser.add_argument("--servers", default="flask,gunicorn")
@@ -85,6 +94,90 @@ def main() -> None:
     print("generating test photos…", flush=True)
     images = [make_photo(w, h, i) for i, (w, h) in enumerate(SIZES)]
     tiny = make_photo(64, 48, 0)
+    if args.part in ("all", "peers"):
+        results = compare.run(images, tiny, ops, args.jobs, args.clients, args.rounds, args.overhead_rounds,
+                              progress=lambda line: print(line, flush=True))
+        publish("peers", peers_report(results, args, machine(), time.monotonic() - started), args.write)
+    if args.part in ("all", "jobcount"):
+        print("filling one session…", flush=True)
+        begun = time.monotonic()
+        rows = jobcount.run(args.counts, 30)
+        publish("jobcount", jobcount_report(rows, machine(), time.monotonic() - begun), args.write)
+    if args.part == "runners":
+        runners(args, ops, images, tiny, started)
+
+
+def publish(part: str, report: str, write: bool) -> None:
+    """Print a part's report and, with ``--write``, put it in its section of bench/RESULTS.md."""
+    print()
+    print(report)
+    if not write:
+        return
+    path = ROOT / "bench" / "RESULTS.md"
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    start, end = f"<!-- {part}:start -->", f"<!-- {part}:end -->"
+    section = f"{start}\n{report.rstrip()}\n{end}"
+    if start in text:
+        before, rest = text.split(start, 1)
+        text = before + section + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    path.write_text(text)
+    print(f"wrote the {part} section of bench/RESULTS.md")
+
+
+def peers_report(results: dict, args: argparse.Namespace, host: str, seconds: float) -> str:
+    """The peer table, and each target of the comparison met or missed."""
+    dark = {key: compare.medians(results, key) for key in ("overhead_ms", "jobs_per_s", "growth", "procs",
+                                                            "rest_rss", "rest_pss")}
+    peers = [s for s in results if s not in ("inline", "darkroom")]
+    lines = [
+        "## Darkroom, Celery and RQ",
+        "",
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {host}. Gunicorn, 1 worker × 4 threads, "
+        f"4 processes for the pixel work; {args.rounds} interleaved rounds, median (range). Per round and "
+        f"system: {args.jobs} jobs of `{args.ops}` from {args.clients} clients on 12/16/21/24 MP JPEGs; "
+        f"tiny job: median of {args.overhead_rounds} 64×48 `invert` jobs, overhead = tiny job − median "
+        f"`GET /api/session`; at rest: 3 s after the load, every process of the system (gunicorn, its "
+        f"children, a peer's workers and its redis-server). Whole run: {seconds / 60:.0f} min.",
+        "",
+        compare.table(results),
+        "",
+        "| target | figure | met |",
+        "|---|---|---|",
+    ]
+    over = dark["overhead_ms"]
+    jobs = dark["jobs_per_s"]
+    checks = [("isolation overhead ≤ 3 ms", f"{over['darkroom']:.1f} ms", over["darkroom"] <= 3)]
+    if "celery-reused" in over:
+        checks.append(("isolation overhead ≤ Celery with reused children's",
+                       f"{over['darkroom']:.1f} vs {over['celery-reused']:.1f} ms",
+                       over["darkroom"] <= over["celery-reused"]))
+    for peer in peers:
+        checks.append((f"jobs/s ≥ {compare.LABELS[peer]}", f"{jobs['darkroom']:.2f} vs {jobs[peer]:.2f}",
+                       jobs["darkroom"] >= jobs[peer]))
+    if "inline" in jobs:
+        ratio = jobs["darkroom"] / jobs["inline"]
+        checks.append(("jobs/s ≥ 95% of inline", f"{ratio:.0%}", ratio >= 0.95))
+    growth = dark["growth"]["darkroom"]
+    checks.append((f"web RSS growth ≤ 2 MB over {args.jobs} jobs", f"{growth:+.1f} MB", growth <= 2))
+    if "rq" in results:
+        for key, name in (("procs", "processes"), ("rest_rss", "RSS MB"), ("rest_pss", "PSS MB")):
+            checks.append((f"{name} at rest ≤ RQ's", f"{dark[key]['darkroom']:.0f} vs {dark[key]['rq']:.0f}",
+                           dark[key]["darkroom"] <= dark[key]["rq"]))
+    lines += [f"| {name} | {figure} | {'yes' if ok else '**no**'} |" for name, figure, ok in checks]
+    return "\n".join(lines) + "\n"
+
+
+def jobcount_report(rows: list[dict], host: str, seconds: float) -> str:
+    return (f"## As a session's jobs pile up\n\nRun {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {host}. "
+            "One session filled with 64×48 jobs under gunicorn (1 worker × 4 threads); at each count the "
+            "median of 30 interleaved rounds of each request (a page of 10 from `/api/session`; the POST's "
+            f"job is deleted again). {seconds:.0f} s.\n\n{jobcount.table(rows)}\n")
+
+
+def runners(args: argparse.Namespace, ops: list[str], images: list[bytes], tiny: bytes, started: float) -> None:
+    """handoff's own modes under the dev server and gunicorn: the ``runners`` section."""
 
     print("timing the pipeline in-process…", flush=True)
     pipeline = pipeline_times(images[-1], args.pipeline_rounds)
@@ -119,12 +212,7 @@ def main() -> None:
         for error in load["errors"][:3]:
             print("   error:", error)
 
-    report = render(rows, pipeline, args, machine(), time.monotonic() - started)
-    print()
-    print(report)
-    if args.write:
-        (ROOT / "bench" / "RESULTS.md").write_text(report)
-        print("wrote bench/RESULTS.md")
+    publish("runners", render(rows, pipeline, args, machine(), time.monotonic() - started), args.write)
 
 
 def render(rows: list[dict], pipeline: dict[str, float], args: argparse.Namespace, host: str,
@@ -133,7 +221,7 @@ def render(rows: list[dict], pipeline: dict[str, float], args: argparse.Namespac
               "| median ms | p95 ms "
               "| tiny job ms | GET ms | isolation overhead ms | child peak RSS MB |")
     lines = [
-        "# Benchmark results",
+        "## handoff's modes",
         "",
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {host}.",
         f"{args.jobs} jobs per row, {args.clients} concurrent clients, ops `{args.ops}`, "

@@ -47,32 +47,43 @@ def measure(client: Client, image: bytes, rounds: int) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--counts", type=int, nargs="+", default=[10, 300, 1000])
-    parser.add_argument("--rounds", type=int, default=30)
-    args = parser.parse_args()
+def run(counts: list[int], rounds: int) -> list[dict]:
+    """Fill one session up to each count and measure every endpoint there; one row per count."""
     image = make_photo(64, 48, 0)  # the tiny job of make bench
     rows = []
     with Server("gunicorn") as server:
         client = Client(server.port)
         client.get("/")
         jobs = 0
-        for count in sorted(args.counts):
+        for count in sorted(counts):
             while jobs < count:
                 status, _ = client.upload(image, ["invert"])
                 assert status == 201, status
                 jobs += 1
-            rows.append({"jobs": count, **measure(client, image, args.rounds),
+            rows.append({"jobs": count, **measure(client, image, rounds),
                          "row": row_bytes(server), "manifest": manifest_bytes(server)})
-    print(f"| jobs in the session | {' | '.join(ENDPOINTS)} | session row | manifest |")
-    print("|---:" * (len(ENDPOINTS) + 3) + "|")
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    lines = [f"| jobs in the session | {' | '.join(ENDPOINTS)} | session row | manifest |",
+             "|---:" * (len(ENDPOINTS) + 3) + "|"]
     for row in rows:
         cells = [f"{row[name]:.1f} ms" for name in ENDPOINTS]
         sizes = f"{row['row'] / 1024:.1f} kB | {row['manifest'] / 1024:.1f} kB"
-        print(f"| {row['jobs']:,} | {' | '.join(cells)} | {sizes} |")
+        lines.append(f"| {row['jobs']:,} | {' | '.join(cells)} | {sizes} |")
     first, last = rows[0], rows[-1]
-    print("ratios, most jobs to fewest: " + ", ".join(f"{name} {last[name] / first[name]:.2f}×" for name in ENDPOINTS))
+    lines += ["", f"Ratios, {last['jobs']:,} jobs to {first['jobs']:,}: "
+              + ", ".join(f"{name} {last[name] / first[name]:.2f}×" for name in ENDPOINTS) + "."]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--counts", type=int, nargs="+", default=[10, 300, 1000])
+    parser.add_argument("--rounds", type=int, default=30)
+    args = parser.parse_args()
+    print(table(run(args.counts, args.rounds)))
 
 
 if __name__ == "__main__":
