@@ -1,8 +1,18 @@
-"""The workspace manifest: the locked, atomically written source of truth.
+"""The workspace manifest: the locked, crash-safe list of a workspace's finished jobs.
 
-``manifest.json`` holds ``{"jobs": [...]}``: the finished image jobs, oldest
-first. Every read-modify-write holds the workspace lock, and every
-write replaces the file atomically, so readers never see a torn manifest.
+It is kept as two files, so that recording a job costs the same however many
+the workspace holds:
+
+- ``manifest.json``, a snapshot ``{"jobs": [...]}`` (oldest first), replaced
+  atomically and only now and then (compaction);
+- its log, ``manifest.<inode>.log``: one JSON line per change since that
+  snapshot, ``{"add": job}`` or ``{"drop": [ids]}``, appended and fsynced
+  under the workspace lock. The log is named after the snapshot's inode, so a
+  reader holding a snapshot finds the log that belongs to it, and a
+  compaction (a new snapshot, a new inode, a fresh log) never races a reader.
+
+A line torn by a crash is never newline-terminated: readers ignore it and
+the next writer cuts it off. Every write holds the workspace lock.
 """
 
 from __future__ import annotations
@@ -15,8 +25,8 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +43,14 @@ def empty_manifest() -> Manifest:
     return {"jobs": []}
 
 
-def write_json_atomic(path: Path, data: Any, *, durable: bool = True) -> None:
+def write_json_atomic(path: Path, data: Any, *, durable: bool = True,
+                      on_inode: Callable[[int], None] | None = None) -> None:
     """Write ``data`` as JSON to ``path`` so that readers see old or new, never half.
 
     ``durable`` also fsyncs the data before the rename, so a power cut cannot
     leave an empty file behind; ephemeral files (progress notes) skip it.
+    ``on_inode`` is called with the new file's inode just before it takes
+    ``path``'s place.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -47,6 +60,8 @@ def write_json_atomic(path: Path, data: Any, *, durable: bool = True) -> None:
             if durable:
                 f.flush()
                 os.fsync(f.fileno())
+            if on_inode is not None:
+                on_inode(os.fstat(f.fileno()).st_ino)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -76,21 +91,121 @@ def is_valid_manifest(data: Any) -> bool:
     )
 
 
-def _read_manifest(ws: Workspace) -> Manifest | None:
-    """The manifest on disk, an empty one if there is none, or None if it is damaged."""
+#: A log longer than this and than its snapshot is folded into a new snapshot.
+COMPACT_BYTES = 64 * 1024
+
+
+class Damaged(ValueError):
+    """The snapshot or a complete line of its log is not a manifest's."""
+
+
+class _Replaced(Exception):
+    """The snapshot was compacted away while being read: read again."""
+
+
+def log_path(ws: Workspace, snapshot_inode: int) -> Path:
+    """The log of changes since the snapshot with this inode."""
+    return ws.path / f"manifest.{snapshot_inode}.log"
+
+
+def _is_entry(entry: Any) -> bool:
+    if not isinstance(entry, dict):
+        return False
+    if "add" in entry:
+        return is_valid_manifest({"jobs": [entry["add"]]})
+    return isinstance(entry.get("drop"), list)
+
+
+def _parse_log(data: bytes) -> tuple[list[dict[str, Any]], int]:
+    """The complete entries in ``data``, and the bytes they take (a torn last line is left out)."""
+    end = data.rfind(b"\n") + 1
+    entries = []
+    for line in data[:end].splitlines():
+        try:
+            entry = json.loads(line)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise Damaged(f"a line of the log is not JSON: {line[:80]!r}") from exc
+        if not _is_entry(entry):
+            raise Damaged(f"a line of the log is not a change: {line[:80]!r}")
+        entries.append(entry)
+    return entries, end
+
+
+def _replay(jobs: list[dict[str, Any]], entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A new list: ``jobs`` with the log's entries applied, oldest first."""
+    by_id = {job["id"]: job for job in jobs}
+    for entry in entries:
+        if "add" in entry:
+            by_id.pop(entry["add"]["id"], None)
+            by_id[entry["add"]["id"]] = entry["add"]
+        else:
+            for job_id in entry["drop"]:
+                by_id.pop(job_id, None)
+    return sorted(by_id.values(), key=lambda j: (j["created"], j["id"]))
+
+
+@dataclass(frozen=True)
+class _Read:
+    """A manifest as read: the snapshot it started from (inode, mtime, size) and the log bytes applied."""
+
+    snapshot: tuple[int, int, int] | None
+    offset: int
+    manifest: Manifest
+
+
+def _read(ws: Workspace, known: _Read | None) -> _Read:
+    """Read the manifest, from ``known`` on if its snapshot is still the current one.
+
+    Raises Damaged, or _Replaced if a compaction replaced the snapshot mid-read.
+    The snapshot is read through one open file, and its log is named after
+    that file's inode: the pair always belongs together.
+    """
     try:
-        data = read_json(ws.manifest_path)
-    except (ValueError, UnicodeDecodeError):  # truncated, empty, not JSON
-        return None
-    if data is None and not ws.manifest_path.exists():
-        return empty_manifest()
-    return data if is_valid_manifest(data) else None
+        f = open(ws.manifest_path, "rb")  # on NFS, open revalidates what a bare stat may cache
+    except FileNotFoundError:
+        return _Read(None, 0, empty_manifest())
+    with f:
+        st = os.fstat(f.fileno())
+        identity = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if known is None or known.snapshot != identity:
+            try:
+                data = json.loads(f.read())
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise Damaged("the snapshot is not JSON") from exc
+            if not is_valid_manifest(data):
+                raise Damaged("the snapshot is not a manifest")
+            known = _Read(identity, 0, {"jobs": data["jobs"]})
+    try:
+        with open(log_path(ws, st.st_ino), "rb") as log_file:
+            size = os.fstat(log_file.fileno()).st_size
+            if size == known.offset:
+                return known
+            if size < known.offset:  # shortened behind our back: read it all again
+                return _read(ws, None)
+            log_file.seek(known.offset)
+            tail = log_file.read()
+    except FileNotFoundError:
+        try:
+            current = os.stat(ws.manifest_path)
+        except FileNotFoundError:
+            current = None
+        if current is None or current.st_ino != st.st_ino:
+            raise _Replaced from None
+        return known  # no change since the snapshot
+    entries, used = _parse_log(tail)
+    if not entries:
+        return known
+    return _Read(identity, known.offset + used, {"jobs": _replay(known.manifest["jobs"], entries)})
 
 
 def rebuild_manifest(ws: Workspace) -> Manifest:
-    """Set a damaged manifest aside and write a new one from the jobs' own records. Hold the lock."""
-    damaged = ws.manifest_path.with_name(f"manifest.json.damaged-{int(time.time() * 1000)}")
+    """Set a damaged manifest (and its log) aside and write a new one from the jobs' own records. Hold the lock."""
+    stamp = int(time.time() * 1000)
+    damaged = ws.manifest_path.with_name(f"manifest.json.damaged-{stamp}")
+    inode = os.stat(ws.manifest_path).st_ino
     os.replace(ws.manifest_path, damaged)
+    if log_path(ws, inode).exists():
+        os.replace(log_path(ws, inode), ws.path / f"manifest.log.damaged-{stamp}")
     jobs = []
     for entry in ws.path.iterdir():
         record = read_job_record(entry) if is_valid_id(entry.name) and entry.is_dir() else None
@@ -98,42 +213,44 @@ def rebuild_manifest(ws: Workspace) -> Manifest:
             jobs.append(record)
     jobs.sort(key=lambda j: (j["created"], j["id"]))
     manifest = {"jobs": jobs}
-    write_json_atomic(ws.manifest_path, manifest)
+    _write_snapshot(ws, jobs)
     log.warning("workspace %s: damaged manifest set aside as %s; rebuilt with %d jobs from their records",
                 ws.id, damaged.name, len(jobs))
     return manifest
 
 
 def _load_locked(ws: Workspace) -> Manifest:
-    manifest = _read_manifest(ws)
-    return manifest if manifest is not None else rebuild_manifest(ws)
+    """The manifest, rebuilt first if it is damaged. Hold the lock (no compaction can race this read)."""
+    try:
+        found = _read(ws, _parsed.get(ws.manifest_path))
+    except Damaged:
+        return rebuild_manifest(ws)
+    _parsed.put(ws.manifest_path, found)
+    return found.manifest
 
 
 class _ParsedManifests:
-    """The last manifests this process parsed, each under the identity of the file it came from.
+    """What this process last read of each manifest: a read that finds the same snapshot
+    reads only the log lines added since.
 
-    Every write replaces the file (a new inode, mtime and size), so a file
-    whose identity is unchanged holds the manifest already parsed: one open and
-    fstat instead of reading and parsing a file that grows with the job count.
     Bounded, least recently used first out.
     """
 
     def __init__(self, size: int = 64) -> None:
         self.size = size
-        self.entries: OrderedDict[Path, tuple[tuple[int, int, int], Manifest]] = OrderedDict()
+        self.entries: OrderedDict[Path, _Read] = OrderedDict()
         self.lock = threading.Lock()
 
-    def get(self, path: Path, identity: tuple[int, int, int]) -> Manifest | None:
+    def get(self, path: Path) -> _Read | None:
         with self.lock:
-            entry = self.entries.get(path)
-            if entry is None or entry[0] != identity:
-                return None
-            self.entries.move_to_end(path)
-            return entry[1]
+            found = self.entries.get(path)
+            if found is not None:
+                self.entries.move_to_end(path)
+            return found
 
-    def put(self, path: Path, identity: tuple[int, int, int], manifest: Manifest) -> None:
+    def put(self, path: Path, found: _Read) -> None:
         with self.lock:
-            self.entries[path] = (identity, manifest)
+            self.entries[path] = found
             self.entries.move_to_end(path)
             while len(self.entries) > self.size:
                 self.entries.popitem(last=False)
@@ -145,49 +262,74 @@ _parsed = _ParsedManifests()
 def load_manifest(ws: Workspace) -> Manifest:
     """Return the workspace's manifest (an empty one if it has none yet); treat it as read-only.
 
-    Reading needs no lock: writes are atomic replacements. A damaged manifest
-    (not JSON, or not the manifest's shape) is set aside and rebuilt, under the
-    lock, from the record each finished job keeps in its directory. The same
-    unchanged file is parsed once per process (see ``_ParsedManifests``), so
-    callers share the object returned and must not modify it.
+    Reading needs no lock: the snapshot is replaced atomically and the log
+    only grows by whole lines. A read after an earlier one of this process
+    costs two opens and the new lines, whatever the job count; callers share
+    the object returned and must not modify it. A damaged manifest is set
+    aside and rebuilt, under the lock, from the record each finished job
+    keeps in its directory.
     """
-    try:
-        # open, then fstat: on NFS, opening a file revalidates its attributes
-        # (close-to-open consistency) where a bare stat may answer from a cache.
-        fd = os.open(ws.manifest_path, os.O_RDONLY)
-    except FileNotFoundError:
-        st = None
-    else:
+    for _ in range(3):
         try:
-            st = os.fstat(fd)
-        finally:
-            os.close(fd)
-    identity = (st.st_ino, st.st_mtime_ns, st.st_size) if st else None
-    if identity and (cached := _parsed.get(ws.manifest_path, identity)) is not None:
-        return cached
-    manifest = _read_manifest(ws)
-    if manifest is None:
-        with ws.lock():
-            return _load_locked(ws)  # another process may have rebuilt it meanwhile
-    if identity:
-        # Parsed from the file stat() saw, unless it was replaced in between: then
-        # the identity no longer matches the file, and the next call parses again.
-        _parsed.put(ws.manifest_path, identity, manifest)
-    return manifest
-
-
-@contextmanager
-def edit_manifest(ws: Workspace) -> Iterator[Manifest]:
-    """Hold the workspace lock, yield the manifest, and write it back on success."""
+            found = _read(ws, _parsed.get(ws.manifest_path))
+        except _Replaced:  # compacted meanwhile: the new snapshot is there now
+            continue
+        except Damaged:
+            break
+        _parsed.put(ws.manifest_path, found)
+        return found.manifest
     with ws.lock():
-        manifest = _load_locked(ws)
-        yield manifest
-        write_json_atomic(ws.manifest_path, manifest)
+        return _load_locked(ws)
+
+
+def read_manifest(ws: Workspace) -> Manifest:
+    """The manifest as on disk now, read whole (no cache); raises Damaged. For checks and tests."""
+    return _read(ws, None).manifest
+
+
+def _write_snapshot(ws: Workspace, jobs: list[dict[str, Any]]) -> None:
+    """Replace the snapshot with ``jobs`` and start its log afresh. Hold the lock."""
+    try:
+        old: int | None = os.stat(ws.manifest_path).st_ino
+    except FileNotFoundError:
+        old = None
+    # A log left by an older snapshot that had the new one's inode (a crash
+    # between a compaction and its clean-up) must not be taken for this one's.
+    write_json_atomic(ws.manifest_path, {"jobs": jobs},
+                      on_inode=lambda inode: log_path(ws, inode).unlink(missing_ok=True))
+    if old is not None:
+        log_path(ws, old).unlink(missing_ok=True)
+
+
+def _append(ws: Workspace, entry: dict[str, Any]) -> None:
+    """Add one change to the log, durably; fold the log into a new snapshot once it outgrows it. Hold the lock."""
+    try:
+        snapshot = os.stat(ws.manifest_path)
+    except FileNotFoundError:
+        _write_snapshot(ws, [])
+        snapshot = os.stat(ws.manifest_path)
+    line = json.dumps(entry, separators=(",", ":")).encode() + b"\n"
+    with open(log_path(ws, snapshot.st_ino), "a+b") as f:
+        size = f.seek(0, os.SEEK_END)
+        if size:
+            f.seek(size - 1)
+            if f.read(1) != b"\n":  # a line torn by a crash: cut it off before adding ours
+                f.seek(0)
+                size = f.read().rfind(b"\n") + 1
+                f.truncate(size)
+        f.write(line)
+        f.flush()
+        os.fsync(f.fileno())
+    if size + len(line) > max(COMPACT_BYTES, snapshot.st_size):
+        _write_snapshot(ws, _load_locked(ws)["jobs"])
 
 
 def write_job_record(ws: Workspace, job: dict[str, Any]) -> None:
-    """Keep a finished job's description in its own directory, so a damaged manifest can be rebuilt."""
-    write_json_atomic(ws.job_dir(job["id"]) / JOB_RECORD, job)
+    """Keep a finished job's description in its own directory, so a damaged manifest can be rebuilt.
+
+    Not fsynced: the log line that lists the job is, and holds the same description.
+    """
+    write_json_atomic(ws.job_dir(job["id"]) / JOB_RECORD, job, durable=False)
 
 
 def read_job_record(job_dir: Path) -> dict[str, Any] | None:
@@ -199,26 +341,14 @@ def read_job_record(job_dir: Path) -> dict[str, Any] | None:
     return record if is_valid_manifest({"jobs": [record]}) and record["id"] == job_dir.name else None
 
 
-def _update(ws: Workspace, change: Callable[[Manifest], Any]) -> Manifest:
-    with edit_manifest(ws) as manifest:
-        change(manifest)
-    return manifest
-
-
-def record_job(ws: Workspace, job: dict[str, Any]) -> Manifest:
-    """Append a finished job to the manifest, keeping jobs ordered oldest first.
+def record_job(ws: Workspace, job: dict[str, Any]) -> None:
+    """Add a finished job to the manifest: one line appended to its log.
 
     The job's own record is written first: a job in the manifest always has one.
     """
     write_job_record(ws, job)
-
-    def add(manifest: Manifest) -> None:
-        jobs = [j for j in manifest["jobs"] if j["id"] != job["id"]]
-        jobs.append(job)
-        jobs.sort(key=lambda j: (j["created"], j["id"]))
-        manifest["jobs"] = jobs
-
-    return _update(ws, add)
+    with ws.lock():
+        _append(ws, {"add": job})
 
 
 #: The error numbers of a file system (or a quota) with no room left.
@@ -234,24 +364,22 @@ def _forget_jobs(ws: Workspace, job_ids: Callable[[Manifest], list[str]]) -> lis
     """Drop jobs from the manifest, then delete their directories; return the ids dropped.
 
     The manifest changes first, so no reader finds a listed job without its
-    files. On a full disk, writing the manifest fails: then the directories go
-    first, to make the room the manifest needs (a reader may briefly find a
-    listed job whose files are gone, and gets a 404 for them).
+    files. On a full disk, the log cannot grow: then the directories go
+    first, to make the room it needs (a reader may briefly find a listed job
+    whose files are gone, and gets a 404 for them).
     """
     with ws.lock():
-        manifest = _load_locked(ws)
-        gone = job_ids(manifest)
+        gone = job_ids(_load_locked(ws))
         if not gone:
             return []
-        manifest["jobs"] = [j for j in manifest["jobs"] if j["id"] not in gone]
         try:
-            write_json_atomic(ws.manifest_path, manifest)
+            _append(ws, {"drop": gone})
         except OSError as exc:
             if not is_disk_full(exc):
                 raise
             for job_id in gone:
                 ws.remove_job_dir(job_id)
-            write_json_atomic(ws.manifest_path, manifest)
+            _append(ws, {"drop": gone})
     for job_id in gone:
         ws.remove_job_dir(job_id)
     return gone

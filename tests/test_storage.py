@@ -20,13 +20,16 @@ def ws(request, tmp_path):
     return storage.Workspace(str(tmp_path), storage.new_id(), lock_type=request.param)
 
 
-def job(job_id, created="2026-01-01T00:00:00"):
-    return {"id": job_id, "created": created, "source": {"file": "source.jpg"}, "outputs": []}
+def job(job_id, created="2026-01-01T00:00:00", **fields):
+    return {"id": job_id, "created": created, "source": {"file": "source.jpg"}, "outputs": [], **fields}
 
 
 def record_many(ws, prefix, count):
     for i in range(count):
-        storage.record_job(ws, job(f"{prefix}{i:04x}" + "0" * 12, created=f"2026-01-01T00:00:{i:02d}"))
+        job_id = f"{prefix}{i:04x}" + "0" * 12
+        ws.create_job_dir(job_id)
+        # 5 kB a job: 60 of them fold the log into a new snapshot several times.
+        storage.record_job(ws, job(job_id, created=f"2026-01-01T00:00:{i:02d}", note="x" * 5000))
 
 
 def test_concurrent_processes_lose_no_job(ws):
@@ -34,12 +37,77 @@ def test_concurrent_processes_lose_no_job(ws):
     procs = [ctx.Process(target=record_many, args=(ws, f"{p:04x}", 15)) for p in range(4)]
     for p in procs:
         p.start()
+    seen = []  # a reader meanwhile, with no lock: never an error, never fewer jobs than before
+    while any(p.is_alive() for p in procs):
+        seen.append(len(storage.load_manifest(ws)["jobs"]))
     for p in procs:
         p.join(60)
         assert p.exitcode == 0
-    jobs = storage.load_manifest(ws)["jobs"]
+    assert seen == sorted(seen)
+    jobs = storage.read_manifest(ws)["jobs"]
     assert len(jobs) == 60
     assert [j["created"] for j in jobs] == sorted(j["created"] for j in jobs)
+    assert len(list(ws.path.glob("manifest.*.log"))) <= 1, "every compaction removed the log it folded in"
+
+
+def log_of(ws):
+    return storage.manifest.log_path(ws, os.stat(ws.manifest_path).st_ino)
+
+
+def test_a_job_is_a_line_appended_to_the_log_not_a_rewrite(ws):
+    ids = [f"{i:024x}" for i in range(4)]
+    ws.create_job_dir(ids[0])
+    storage.record_job(ws, job(ids[0]))
+    snapshot = os.stat(ws.manifest_path)
+    for job_id in ids[1:]:
+        ws.create_job_dir(job_id)
+        storage.record_job(ws, job(job_id))
+    storage.discard_job(ws, ids[1])
+    after = os.stat(ws.manifest_path)
+    assert (after.st_ino, after.st_mtime_ns) == (snapshot.st_ino, snapshot.st_mtime_ns)
+    assert [json.loads(line) for line in log_of(ws).read_bytes().splitlines()][-1] == {"drop": [ids[1]]}
+    assert [j["id"] for j in storage.read_manifest(ws)["jobs"]] == [ids[0], *ids[2:]]
+    assert [j["id"] for j in storage.load_manifest(ws)["jobs"]] == [ids[0], *ids[2:]]
+
+
+def test_a_long_log_is_folded_into_a_new_snapshot(ws):
+    ids = [f"{i:024x}" for i in range(20)]
+    for job_id in ids:  # 20 × 5 kB: past COMPACT_BYTES
+        ws.create_job_dir(job_id)
+        storage.record_job(ws, job(job_id, note="x" * 5000))
+        assert log_of(ws).stat().st_size <= storage.manifest.COMPACT_BYTES if log_of(ws).exists() else True
+    assert len(json.loads(ws.manifest_path.read_text())["jobs"]) >= 12, "the snapshot holds the folded jobs"
+    assert len(list(ws.path.glob("manifest.*.log"))) <= 1
+    assert [j["id"] for j in storage.read_manifest(ws)["jobs"]] == ids
+    assert [j["id"] for j in storage.load_manifest(ws)["jobs"]] == ids
+
+
+def test_a_line_torn_by_a_crash_is_ignored_then_cut_off(ws):
+    ids = [f"{i:024x}" for i in range(3)]
+    for job_id in ids[:2]:
+        ws.create_job_dir(job_id)
+        storage.record_job(ws, job(job_id))
+    with open(log_of(ws), "ab") as f:
+        f.write(b'{"add":{"id":"ab')  # a writer killed mid-line
+    assert [j["id"] for j in storage.read_manifest(ws)["jobs"]] == ids[:2]
+    assert [j["id"] for j in storage.load_manifest(ws)["jobs"]] == ids[:2]
+    ws.create_job_dir(ids[2])
+    storage.record_job(ws, job(ids[2]))
+    assert all(json.loads(line) for line in log_of(ws).read_bytes().splitlines())
+    assert [j["id"] for j in storage.load_manifest(ws)["jobs"]] == ids
+    assert not list(ws.path.glob("manifest.*damaged*"))
+
+
+def test_a_damaged_log_is_set_aside_and_the_manifest_rebuilt(ws, caplog):
+    ids = [f"{i:024x}" for i in range(2)]
+    for job_id in ids:
+        ws.create_job_dir(job_id)
+        storage.record_job(ws, job(job_id))
+    with open(log_of(ws), "ab") as f:
+        f.write(b"not json\n")
+    assert [j["id"] for j in storage.load_manifest(ws)["jobs"]] == ids
+    assert list(ws.path.glob("manifest.log.damaged-*"))
+    assert "damaged manifest set aside" in caplog.text
 
 
 def test_an_unchanged_manifest_is_parsed_once_and_a_changed_one_again(ws):
