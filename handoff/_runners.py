@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -27,7 +28,7 @@ from multiprocessing.process import BaseProcess
 
 from . import _child
 from ._child import Call, Outcome
-from ._processes import collect, mp_context
+from ._processes import collect, mp_context, reap
 from .errors import Busy
 
 log = logging.getLogger("handoff")
@@ -43,15 +44,47 @@ class Runner:
         self.preload = preload
         self.rehearsal = rehearsal
         self._slots = threading.BoundedSemaphore(max_children)
+        self._exiting: queue.SimpleQueue[BaseProcess] = queue.SimpleQueue()
+        self._reaper: threading.Thread | None = None
+        self._reaper_lock = threading.Lock()
 
     def run(self, call: Call, timeout: float) -> Outcome:
         """Make the call in a child once a slot is free; raise Busy if none frees in time."""
         if not self._slots.acquire(timeout=self.queue_timeout):
             raise Busy(f"All {self.max_children} child slots stayed busy for {self.queue_timeout:g} s.")
+        exiting = None
         try:
-            return self._run(call, timeout)
+            outcome, exiting = self._run(call, timeout)
+            return outcome
         finally:
+            self._release_after(exiting)
+
+    def _release_after(self, exiting: BaseProcess | None) -> None:
+        """Free the call's slot now, or once the child that answered it has exited and been reaped.
+
+        The answer does not wait for the exit; the slot does, so no more than
+        ``max_children`` children of this process are ever alive at once.
+        """
+        if exiting is None:
             self._slots.release()
+            return
+        with self._reaper_lock:
+            if self._reaper is None or not self._reaper.is_alive():
+                self._reaper = threading.Thread(target=self._reap_forever, name="handoff-reaper", daemon=True)
+                self._reaper.start()
+        self._exiting.put(exiting)
+
+    def _reap_forever(self) -> None:
+        while True:
+            proc = self._exiting.get()
+            try:
+                code = reap(proc)
+                if code:
+                    log.warning("child %s exited with status %s after answering", proc.pid, code)
+            except Exception:  # the thread must outlive any one child
+                log.exception("could not reap child %s", proc.pid)
+            finally:
+                self._slots.release()
 
     def start(self, call: Call, timeout: float, finished: Callable[[Outcome], None]) -> None:
         """Take a slot now (or raise Busy), make the call in a background thread, pass its outcome on."""
@@ -59,17 +92,19 @@ class Runner:
             raise Busy(f"All {self.max_children} child slots stayed busy for {self.queue_timeout:g} s.")
 
         def background() -> None:
+            exiting = None
             try:
-                outcome = self._run(call, timeout)
+                outcome, exiting = self._run(call, timeout)
             except Exception as exc:  # the thread must not die silently
                 outcome = {"status": "died", "exitcode": None, "detail": repr(exc)}
             finally:
-                self._slots.release()
+                self._release_after(exiting)
             finished(outcome)
 
         threading.Thread(target=background, name=f"handoff-call-{call.id}", daemon=True).start()
 
-    def _run(self, call: Call, timeout: float) -> Outcome:
+    def _run(self, call: Call, timeout: float) -> tuple[Outcome, BaseProcess | None]:
+        """Make the call; return its outcome and the child that answered it, if it is still to be reaped."""
         raise NotImplementedError
 
     def warm_up(self) -> None:
@@ -82,14 +117,14 @@ class Runner:
 class InlineRunner(Runner):
     """Makes the call in the web process: no isolation, no memory limit."""
 
-    def _run(self, call: Call, timeout: float) -> Outcome:
-        return {**_child.perform(replace(call, memory_mb=None)), "exitcode": None}
+    def _run(self, call: Call, timeout: float) -> tuple[Outcome, BaseProcess | None]:
+        return {**_child.perform(replace(call, memory_mb=None)), "exitcode": None}, None
 
 
 class SpawnRunner(Runner):
     """Starts a fresh ``spawn`` child for each call."""
 
-    def _run(self, call: Call, timeout: float) -> Outcome:
+    def _run(self, call: Call, timeout: float) -> tuple[Outcome, BaseProcess | None]:
         ctx = mp_context("spawn")
         parent_end, child_end = ctx.Pipe(duplex=False)
         proc = ctx.Process(target=_child.spawn_main, args=(child_end, call), daemon=True)
@@ -110,7 +145,10 @@ class PoolRunner(Runner):
             self.max_children, mp_context=mp_context("spawn"), max_tasks_per_child=1
         )
 
-    def _run(self, call: Call, timeout: float) -> Outcome:
+    def _run(self, call: Call, timeout: float) -> tuple[Outcome, BaseProcess | None]:
+        return self._outcome(call, timeout), None
+
+    def _outcome(self, call: Call, timeout: float) -> Outcome:
         future = self._pool.submit(_child.perform, call)
         try:
             return {**future.result(timeout), "exitcode": 0}
@@ -194,14 +232,14 @@ class WarmRunner(Runner):
                 proc.join(5)
         return self._start_one()  # none waiting: start one now (a cold start)
 
-    def _run(self, call: Call, timeout: float) -> Outcome:
+    def _run(self, call: Call, timeout: float) -> tuple[Outcome, BaseProcess | None]:
         proc, conn = self._take()
         try:
             conn.send(call)
         except OSError:  # the child died while waiting
             conn.close()
             proc.join(5)
-            return {"status": "died", "exitcode": proc.exitcode}
+            return {"status": "died", "exitcode": proc.exitcode}, None
         try:
             return collect(proc, conn, timeout)
         finally:
