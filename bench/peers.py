@@ -66,10 +66,7 @@ def perform(call: Call) -> Outcome:
 class CeleryRunner(_runners.Runner):
     """Sends each call to the Celery worker and waits for its result."""
 
-    def _run(self, call: Call, timeout: float) -> tuple[Outcome, None]:
-        return self._outcome(call, timeout), None
-
-    def _outcome(self, call: Call, timeout: float) -> Outcome:
+    def _run(self, call: Call, timeout: float) -> Outcome:
         result = perform.apply_async((call,))
         try:
             return {**result.get(timeout=timeout), "exitcode": 0}
@@ -87,10 +84,7 @@ class RQRunner(_runners.Runner):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self._queue = rq.Queue(QUEUE, connection=redis.Redis.from_url(REDIS_URL))
 
-    def _run(self, call: Call, timeout: float) -> tuple[Outcome, None]:
-        return self._outcome(call, timeout), None
-
-    def _outcome(self, call: Call, timeout: float) -> Outcome:
+    def _run(self, call: Call, timeout: float) -> Outcome:
         job = self._queue.enqueue(_child.perform, call, job_timeout=math.ceil(timeout), result_ttl=600)
         result = job.latest_result(timeout=math.ceil(timeout))
         if result is None:

@@ -136,36 +136,25 @@ def describe_exit(exitcode: int | None) -> str:
     return f"The child process stopped unexpectedly (exit status {exitcode})."
 
 
-def collect(proc: BaseProcess, conn: Connection, timeout: float) -> tuple[Outcome, BaseProcess | None]:
-    """Read a child's outcome (before joining it, so a large value cannot deadlock).
+def collect(proc: BaseProcess, conn: Connection, timeout: float) -> Outcome:
+    """Read a child's outcome (before joining it, so a large value cannot deadlock), then join it.
 
     A child past ``timeout`` is killed; a child that dies without answering
-    is reported as ``died``; either has been joined on return, with its exit
-    status in the outcome. A child that answered is returned too, still to be
-    reaped (``reap``): it has finished its work and is exiting, and the caller
-    need not wait the ~2 ms that takes.
+    is reported as ``died``. Either way it has been joined when this returns.
     """
     outcome: Outcome
     try:
         if conn.poll(timeout):
             outcome = conn.recv()
-            return {**outcome, "exitcode": None}, proc
-        proc.kill()
-        outcome = {"status": "timeout"}
+        else:
+            proc.kill()
+            outcome = {"status": "timeout"}
     except (EOFError, OSError):  # the child died before it could answer
         outcome = {"status": "died"}
     finally:
         conn.close()
-    outcome["exitcode"] = reap(proc)
-    return outcome, None
-
-
-def reap(proc: BaseProcess) -> int | None:
-    """Join a child that is exiting or killed, and return its exit status; every wait is bounded.
-
-    A forkserver child's exit is reported by the forkserver, so a child that
-    does not seem to exit may be the forkserver's fault.
-    """
+    # Every wait is bounded. A forkserver child's exit is reported by the
+    # forkserver, so a child that does not seem to exit may be the forkserver's fault.
     proc.join(1)
     if proc.exitcode is None:
         kill_stopped_forkserver()
@@ -173,4 +162,5 @@ def reap(proc: BaseProcess) -> int | None:
     if proc.exitcode is None:
         proc.kill()
         proc.join(5)
-    return proc.exitcode
+    outcome["exitcode"] = proc.exitcode
+    return outcome

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -28,7 +27,7 @@ from multiprocessing.process import BaseProcess
 
 from . import _child
 from ._child import Call, Outcome
-from ._processes import collect, mp_context, reap
+from ._processes import collect, mp_context
 from .errors import Busy
 
 log = logging.getLogger("handoff")
@@ -44,47 +43,15 @@ class Runner:
         self.preload = preload
         self.rehearsal = rehearsal
         self._slots = threading.BoundedSemaphore(max_children)
-        self._exiting: queue.SimpleQueue[BaseProcess] = queue.SimpleQueue()
-        self._reaper: threading.Thread | None = None
-        self._reaper_lock = threading.Lock()
 
     def run(self, call: Call, timeout: float) -> Outcome:
         """Make the call in a child once a slot is free; raise Busy if none frees in time."""
         if not self._slots.acquire(timeout=self.queue_timeout):
             raise Busy(f"All {self.max_children} child slots stayed busy for {self.queue_timeout:g} s.")
-        exiting = None
         try:
-            outcome, exiting = self._run(call, timeout)
-            return outcome
+            return self._run(call, timeout)
         finally:
-            self._release_after(exiting)
-
-    def _release_after(self, exiting: BaseProcess | None) -> None:
-        """Free the call's slot now, or once the child that answered it has exited and been reaped.
-
-        The answer does not wait for the exit; the slot does, so no more than
-        ``max_children`` children of this process are ever alive at once.
-        """
-        if exiting is None:
             self._slots.release()
-            return
-        with self._reaper_lock:
-            if self._reaper is None or not self._reaper.is_alive():
-                self._reaper = threading.Thread(target=self._reap_forever, name="handoff-reaper", daemon=True)
-                self._reaper.start()
-        self._exiting.put(exiting)
-
-    def _reap_forever(self) -> None:
-        while True:
-            proc = self._exiting.get()
-            try:
-                code = reap(proc)
-                if code:
-                    log.warning("child %s exited with status %s after answering", proc.pid, code)
-            except Exception:  # the thread must outlive any one child
-                log.exception("could not reap child %s", proc.pid)
-            finally:
-                self._slots.release()
 
     def start(self, call: Call, timeout: float, finished: Callable[[Outcome], None]) -> None:
         """Take a slot now (or raise Busy), make the call in a background thread, pass its outcome on."""
@@ -92,19 +59,17 @@ class Runner:
             raise Busy(f"All {self.max_children} child slots stayed busy for {self.queue_timeout:g} s.")
 
         def background() -> None:
-            exiting = None
             try:
-                outcome, exiting = self._run(call, timeout)
+                outcome = self._run(call, timeout)
             except Exception as exc:  # the thread must not die silently
                 outcome = {"status": "died", "exitcode": None, "detail": repr(exc)}
             finally:
-                self._release_after(exiting)
+                self._slots.release()
             finished(outcome)
 
         threading.Thread(target=background, name=f"handoff-call-{call.id}", daemon=True).start()
 
-    def _run(self, call: Call, timeout: float) -> tuple[Outcome, BaseProcess | None]:
-        """Make the call; return its outcome and the child that answered it, if it is still to be reaped."""
+    def _run(self, call: Call, timeout: float) -> Outcome:
         raise NotImplementedError
 
     def warm_up(self) -> None:
@@ -117,14 +82,14 @@ class Runner:
 class InlineRunner(Runner):
     """Makes the call in the web process: no isolation, no memory limit."""
 
-    def _run(self, call: Call, timeout: float) -> tuple[Outcome, BaseProcess | None]:
-        return {**_child.perform(replace(call, memory_mb=None)), "exitcode": None}, None
+    def _run(self, call: Call, timeout: float) -> Outcome:
+        return {**_child.perform(replace(call, memory_mb=None)), "exitcode": None}
 
 
 class SpawnRunner(Runner):
     """Starts a fresh ``spawn`` child for each call."""
 
-    def _run(self, call: Call, timeout: float) -> tuple[Outcome, BaseProcess | None]:
+    def _run(self, call: Call, timeout: float) -> Outcome:
         ctx = mp_context("spawn")
         parent_end, child_end = ctx.Pipe(duplex=False)
         proc = ctx.Process(target=_child.spawn_main, args=(child_end, call), daemon=True)
@@ -145,10 +110,7 @@ class PoolRunner(Runner):
             self.max_children, mp_context=mp_context("spawn"), max_tasks_per_child=1
         )
 
-    def _run(self, call: Call, timeout: float) -> tuple[Outcome, BaseProcess | None]:
-        return self._outcome(call, timeout), None
-
-    def _outcome(self, call: Call, timeout: float) -> Outcome:
+    def _run(self, call: Call, timeout: float) -> Outcome:
         future = self._pool.submit(_child.perform, call)
         try:
             return {**future.result(timeout), "exitcode": 0}
@@ -232,14 +194,14 @@ class WarmRunner(Runner):
                 proc.join(5)
         return self._start_one()  # none waiting: start one now (a cold start)
 
-    def _run(self, call: Call, timeout: float) -> tuple[Outcome, BaseProcess | None]:
+    def _run(self, call: Call, timeout: float) -> Outcome:
         proc, conn = self._take()
         try:
             conn.send(call)
         except OSError:  # the child died while waiting
             conn.close()
             proc.join(5)
-            return {"status": "died", "exitcode": proc.exitcode}, None
+            return {"status": "died", "exitcode": proc.exitcode}
         try:
             return collect(proc, conn, timeout)
         finally:

@@ -68,12 +68,3 @@ def steps(total, pause):
 
 def unpicklable():
     return lambda: None
-
-
-def answer_then_linger(seconds, pid_file):
-    """Return at once, then take ``seconds`` to exit (a finalizer multiprocessing runs on the way out)."""
-    import multiprocessing.util
-
-    multiprocessing.util.Finalize(None, time.sleep, args=(seconds,), exitpriority=100)
-    Path(pid_file).write_text(str(os.getpid()))
-    return "answered"

@@ -192,26 +192,6 @@ def test_busy_is_503_with_retry_after(tmp_path):
         handoff.Handoff.close()
 
 
-def test_the_answer_does_not_wait_for_the_child_to_exit_but_its_slot_does(tmp_path):
-    app = make_app(tmp_path, max_children=1, queue_timeout=0.3)
-    client = app.test_client()
-    started = time.monotonic()
-    response = client.post("/run/answer_then_linger", json=[2.0, str(tmp_path / "pid")])
-    assert response.get_json()["value"] == "answered"
-    assert time.monotonic() - started < 1.5, "the request waited for the child's exit"
-    pid = int((tmp_path / "pid").read_text())
-    assert is_alive(pid)
-    # The child is still exiting: it holds the only slot, so no second child may start yet.
-    assert client.post("/run/echo", json=["x"]).status_code == 503
-    deadline = time.monotonic() + 10
-    while is_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not is_alive(pid), "reaped, not left a zombie"
-    assert client.post("/run/echo", json=["x"]).get_json()["value"] == "x"
-    with app.app_context():
-        handoff.Handoff.close()
-
-
 def test_memory_limit_is_child_failed(tmp_path):
     app = make_app(tmp_path, memory_mb=256)
     with app.app_context():

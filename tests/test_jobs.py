@@ -75,9 +75,7 @@ def test_work_runs_in_a_child_process(client, caplog):
     assert child_pid != os.getpid()
     assert re.search(r"status=ok .* mode=warm", line)
     [call] = [r.getMessage() for r in caplog.records if r.name == "handoff"]
-    # exit=None: the answer came before the child's exit, which it does not wait for.
-    assert re.search(rf"fn=imaging.job.run_job status=ok .* exit=None child_pid={child_pid} child_peak_rss_kb=\d+",
-                     call)
+    assert re.search(rf"fn=imaging.job.run_job status=ok .* exit=0 child_pid={child_pid} child_peak_rss_kb=\d+", call)
 
 
 def test_manifest_on_disk_matches_the_session(db_app):
