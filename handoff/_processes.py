@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import types
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
@@ -89,6 +90,11 @@ def _kill_if_stopped(pid: int) -> bool:
         return False
     log.warning("the forkserver (pid %s) is stopped; killing it", pid)
     os.kill(pid, signal.SIGKILL)
+    # Until it has died, the standard library still takes it for alive and
+    # would send the next start to its closed socket: wait (briefly) for that.
+    deadline = time.monotonic() + 2
+    while _process_state(pid) not in (None, "Z") and time.monotonic() < deadline:
+        time.sleep(0.005)
     return True
 
 

@@ -321,7 +321,12 @@ def _append(ws: Workspace, entry: dict[str, Any]) -> None:
         f.flush()
         os.fsync(f.fileno())
     if size + len(line) > max(COMPACT_BYTES, snapshot.st_size):
-        _write_snapshot(ws, _load_locked(ws)["jobs"])
+        try:
+            _write_snapshot(ws, _load_locked(ws)["jobs"])
+        except OSError as exc:  # the change is recorded; folding the log can wait for the next one
+            if not is_disk_full(exc):
+                raise
+            log.warning("workspace %s: no room to fold the manifest's log into a snapshot yet", ws.id)
 
 
 def write_job_record(ws: Workspace, job: dict[str, Any]) -> None:
