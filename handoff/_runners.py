@@ -187,7 +187,7 @@ class WarmRunner(Runner):
         with self._changed:
             self._ensure_refiller()
             while self._ready:
-                proc, conn = self._ready.pop()
+                proc, conn = self._ready.pop(0)  # the longest waiting: past its start and rehearsal
                 if proc.is_alive():
                     return proc, conn
                 conn.close()

@@ -295,7 +295,7 @@ def _write_snapshot(ws: Workspace, jobs: list[dict[str, Any]]) -> None:
         old = None
     # A log left by an older snapshot that had the new one's inode (a crash
     # between a compaction and its clean-up) must not be taken for this one's.
-    write_json_atomic(ws.manifest_path, {"jobs": jobs},
+    write_json_atomic(ws.manifest_path, {"jobs": jobs}, durable=ws.durable,
                       on_inode=lambda inode: log_path(ws, inode).unlink(missing_ok=True))
     if old is not None:
         log_path(ws, old).unlink(missing_ok=True)
@@ -319,7 +319,8 @@ def _append(ws: Workspace, entry: dict[str, Any]) -> None:
                 f.truncate(size)
         f.write(line)
         f.flush()
-        os.fsync(f.fileno())
+        if ws.durable:
+            os.fsync(f.fileno())
     if size + len(line) > max(COMPACT_BYTES, snapshot.st_size):
         try:
             _write_snapshot(ws, _load_locked(ws)["jobs"])

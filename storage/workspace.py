@@ -52,13 +52,15 @@ NOTES_DIR = "running"
 class Workspace:
     """A session's directory under ``root``, its manifest and its lock.
 
-    Plain data (two strings and two numbers), so it can be pickled to a child.
+    Plain data, so it can be pickled to a child. ``durable=False`` skips the
+    fsyncs, for scratch workspaces whose contents nobody needs after a crash.
     """
 
     root: str
     id: str
     lock_type: str = "file"
     lock_timeout: float = 30.0
+    durable: bool = True
 
     def __post_init__(self) -> None:
         if not is_valid_id(self.id):

@@ -68,3 +68,7 @@ def steps(total, pause):
 
 def unpicklable():
     return lambda: None
+
+
+def pid():
+    return os.getpid()

@@ -192,6 +192,22 @@ def test_busy_is_503_with_retry_after(tmp_path):
         handoff.Handoff.close()
 
 
+def test_a_call_goes_to_the_child_that_has_waited_longest(app):
+    from handoff._extension import _state
+
+    with app.app_context():
+        handoff.Handoff.warm_up()
+        runner = _state().runner()
+        deadline = time.monotonic() + 20
+        while len(runner._ready) < runner.max_children:  # all started
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        oldest = runner._ready[0][0].pid
+        # The newest may still be starting up or rehearsing; the oldest is done.
+        assert handoff.run(fns.pid) == oldest
+        handoff.Handoff.close()
+
+
 def test_memory_limit_is_child_failed(tmp_path):
     app = make_app(tmp_path, memory_mb=256)
     with app.app_context():

@@ -68,11 +68,11 @@ def replay(ws: storage.Workspace, key: str):
 
 
 def log_job(spec: dict[str, Any], result: dict[str, Any], seconds: float) -> None:
-    """One line per finished job (the child's own figures are on handoff's line)."""
+    """One line per finished job: its whole time, and run_job's own in the child (child_ms)."""
     log.info(
-        "job %s ops=%s status=%s duration_ms=%.1f child_pid=%s mode=%s web_pid=%s",
-        spec["job_id"], ",".join(spec["ops"]), result["status"], seconds * 1000, result.get("pid"),
-        current_app.config["HANDOFF_MODE"], os.getpid(),
+        "job %s ops=%s status=%s duration_ms=%.1f child_ms=%s child_pid=%s mode=%s web_pid=%s",
+        spec["job_id"], ",".join(spec["ops"]), result["status"], seconds * 1000, result.get("ms"),
+        result.get("pid"), current_app.config["HANDOFF_MODE"], os.getpid(),
     )
 
 
