@@ -100,7 +100,7 @@ def rehearse() -> None:
     A child waiting for work pays that now, off the request's clock.
     """
     with tempfile.TemporaryDirectory(prefix="darkroom-rehearsal-") as scratch:
-        # No fsyncs: they would queue behind (and delay) a job's own in another child.
+        # No fsyncs: a job running in another child would wait behind them for its own.
         ws = Workspace(scratch, "0" * 24, durable=False)
         job_dir = ws.create_job_dir("1" * 24)
         Image.new("RGB", (8, 8)).save(job_dir / "source.jpg")
