@@ -101,7 +101,7 @@ def main() -> None:
     if args.part in ("all", "jobcount"):
         print("filling one session…", flush=True)
         begun = time.monotonic()
-        rows = jobcount.run(args.counts, 30)
+        rows = jobcount.run(args.counts, jobcount.ROUNDS)
         publish("jobcount", jobcount_report(rows, machine(), time.monotonic() - begun), args.write)
     if args.part == "runners":
         runners(args, ops, images, tiny, started)
@@ -172,8 +172,9 @@ def peers_report(results: dict, args: argparse.Namespace, host: str, seconds: fl
 def jobcount_report(rows: list[dict], host: str, seconds: float) -> str:
     return (f"## As a session's jobs pile up\n\nRun {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {host}. "
             "One session filled with 64×48 jobs under gunicorn (1 worker × 4 threads); at each count the "
-            "median of 30 interleaved rounds of each request (a page of 10 from `/api/session`; the POST's "
-            f"job is deleted again). {seconds:.0f} s.\n\n{jobcount.table(rows)}\n")
+            f"median of {jobcount.ROUNDS} interleaved rounds of each request (a page of 10 from "
+            "`/api/session`; the POST's job is deleted again)."
+            f" {seconds:.0f} s.\n\n{jobcount.table(rows)}\n")
 
 
 def runners(args: argparse.Namespace, ops: list[str], images: list[bytes], tiny: bytes, started: float) -> None:

@@ -17,6 +17,8 @@ import statistics
 
 from bench.load import Client, Server, make_photo, timed
 
+#: Interleaved rounds of the endpoints at each count.
+ROUNDS = 30
 ENDPOINTS = ("GET /", "POST /jobs", "GET /api/session", "GET /api/progress")  # /api/session: a page of 10
 
 
@@ -82,7 +84,7 @@ def table(rows: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--counts", type=int, nargs="+", default=[10, 300, 1000])
-    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=ROUNDS)
     args = parser.parse_args()
     print(table(run(args.counts, args.rounds)))
 

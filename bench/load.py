@@ -353,8 +353,8 @@ def quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def overhead(port: int, tiny: bytes, rounds: int) -> dict:
-    """Median latency of a 64×48 job and of a plain GET /api/session, interleaved."""
+def tiny_rounds(port: int, tiny: bytes, rounds: int) -> tuple[list[float], list[float]]:
+    """Latencies (ms) of ``rounds`` 64×48 jobs and of as many plain GET /api/session, interleaved."""
     client = Client(port)
     client.get("/api/session")
     jobs, reads = [], []
@@ -364,4 +364,10 @@ def overhead(port: int, tiny: bytes, rounds: int) -> dict:
         jobs.append(ms)
         reads.append(timed(lambda: client.get("/api/session"))[0])
         client.request("POST", "/session/clear")  # keep the session small and constant
+    return jobs, reads
+
+
+def overhead(port: int, tiny: bytes, rounds: int) -> dict:
+    """Median latency of a 64×48 job and of a plain GET /api/session, interleaved."""
+    jobs, reads = tiny_rounds(port, tiny, rounds)
     return {"tiny_ms": statistics.median(jobs), "get_ms": statistics.median(reads)}

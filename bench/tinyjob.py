@@ -18,26 +18,15 @@ wake, answer, join) is ``handoff.run`` minus ``run_job``.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import statistics
 
-from bench.load import Client, Server, make_photo, timed
+from bench.load import Server, make_photo, tiny_rounds
 
 
 def measure(runner: str, rounds: int) -> dict[str, float]:
     with Server("gunicorn", runner) as server:
-        client = Client(server.port)
-        tiny = make_photo(64, 48, 0)
-        client.get("/api/session")
-        requests, gets = [], []
-        for _ in range(rounds):
-            ms, (status, body) = timed(lambda: client.upload(tiny, ["invert"]))
-            assert status == 201, body
-            json.loads(body)
-            requests.append(ms)
-            gets.append(timed(lambda: client.get("/api/session"))[0])
-            client.request("POST", "/session/clear")
+        requests, gets = tiny_rounds(server.port, make_photo(64, 48, 0), rounds)
         log = server.log_text()
     skip = rounds // 5  # the first jobs warm the caches
     found = {
