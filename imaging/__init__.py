@@ -1,8 +1,18 @@
 """The Pillow pipeline and Darkroom's image job. Knows nothing of Flask or of processes."""
 
-from .encode import OUTPUT_FORMATS, Encoding, parse_encoding
+from .encode import OUTPUT_FORMATS, Encoding, check_encodable, parse_encoding
+from .errors import (
+    BadImage,
+    DamagedImage,
+    OverLimit,
+    TooManyPixels,
+    UnsupportedFeature,
+    UnsupportedFormat,
+    refusal,
+)
+from .formats import extension
 from .ops import DEFAULT_OPS, OPS, BadOp, OpCall, load_plugins, parse_ops
-from .pipeline import BadImage, TooManyPixels, extension, probe
+from .pipeline import probe
 
 #: What the forkserver imports once, so every child starts with the job, Pillow and its codecs loaded.
 CHILD_PRELOAD = ["imaging.job", "PIL.Image", "PIL.JpegImagePlugin", "PIL.PngImagePlugin",
@@ -15,12 +25,18 @@ __all__ = [
     "OUTPUT_FORMATS",
     "BadImage",
     "BadOp",
+    "DamagedImage",
     "Encoding",
     "OpCall",
+    "OverLimit",
     "TooManyPixels",
+    "UnsupportedFeature",
+    "UnsupportedFormat",
+    "check_encodable",
     "extension",
     "load_plugins",
     "parse_encoding",
     "parse_ops",
     "probe",
+    "refusal",
 ]

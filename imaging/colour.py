@@ -43,6 +43,21 @@ def to_srgb(im: Image.Image) -> Image.Image:
     return out
 
 
+def kept_profile(im: Image.Image) -> bytes | None:
+    """The source's own RGB profile when it is not sRGB (``colour=keep`` tags outputs with it), else None."""
+    icc = im.info.get("icc_profile")
+    if not icc or im.mode not in ("RGB", "RGBA"):
+        return None
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        if profile.profile.xcolor_space.strip() != "RGB" or "sRGB" in ImageCms.getProfileDescription(profile):
+            return None
+    except (ImageCms.PyCMSError, OSError, ValueError) as exc:
+        log.info("ignoring an unusable ICC profile: %s", exc)
+        return None
+    return bytes(icc)
+
+
 def to_8bit(im: Image.Image) -> Image.Image:
     """Scale 16-bit and 32-bit greyscale to 8 bits, keeping every tone (not clipping to white)."""
     if im.mode.startswith("I;16"):
@@ -57,9 +72,12 @@ def to_8bit(im: Image.Image) -> Image.Image:
     return im.point(lambda v: v * (255.0 / top)).convert("L")
 
 
-def to_working_mode(im: Image.Image) -> Image.Image:
-    """Return ``im`` as 8-bit L, LA, RGB or RGBA sRGB pixels (alpha kept where it exists)."""
-    im = to_8bit(to_srgb(im))
+def to_working_mode(im: Image.Image, *, srgb: bool = True) -> Image.Image:
+    """Return ``im`` as 8-bit L, LA, RGB or RGBA pixels (alpha kept where it exists).
+
+    Colour is converted to sRGB unless ``srgb`` is false (the source's profile is kept).
+    """
+    im = to_8bit(to_srgb(im) if srgb else im)
     has_alpha = im.mode in ("LA", "La", "RGBA", "RGBa", "PA") or "transparency" in im.info
     grey = im.mode in ("1", "L", "LA", "La")
     target = ("LA" if has_alpha else "L") if grey else ("RGBA" if has_alpha else "RGB")

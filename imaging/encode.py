@@ -9,17 +9,25 @@ from typing import Any
 from PIL import Image
 
 from .colour import SRGB_ICC, flatten
-from .ops import BadOp
+from .errors import OverLimit
+from .formats import LOSSLESS, MAX_SIDE, format_name
+from .ops import BadOp, OpCall
+
+#: An animation's frame durations (ms), its loop count (None: plays once) and its source's format.
+Timing = tuple[list[int], int | None, str]
+#: Formats that hold every frame of an animation (PNG as APNG).
+ANIMATES = {"GIF", "PNG", "WEBP", "AVIF"}
+#: The extension each output format is written with.
+EXTENSIONS = {"GIF": "gif", "PNG": "png", "WEBP": "webp", "AVIF": "avif", "JPEG": "jpg"}
 
 #: Output formats by the name a user gives, as Pillow names them, with the extension written.
 OUTPUT_FORMATS = {"jpeg": ("JPEG", "jpg"), "png": ("PNG", "png"), "webp": ("WEBP", "webp"),
                   "avif": ("AVIF", "avif")}
 #: Each lossy format's default quality (their scales differ: AVIF 60 looks like JPEG 85).
 DEFAULT_QUALITY = {"JPEG": 85, "WEBP": 80, "AVIF": 60}
-#: EXIF tags kept with ``metadata=copyright`` (Artist, Copyright), each with the PNG text key
-#: that holds the same; everything else (GPS, serial numbers, comments) never is kept.
-KEPT_TAGS = {0x013B: "Author", 0x8298: "Copyright"}
 METADATA_CHOICES = ("none", "copyright")
+#: ``srgb``: convert colour to sRGB (every screen shows it right); ``keep``: keep a wide-gamut profile.
+COLOUR_CHOICES = ("srgb", "keep")
 
 
 @dataclass(frozen=True)
@@ -29,10 +37,13 @@ class Encoding:
     format: str = "auto"
     quality: int | None = None
     metadata: str = "none"  # or "copyright": keep the source's author and copyright
+    colour: str = "srgb"  # or "keep": keep the source's RGB profile and its colours beyond sRGB
 
 
-def parse_encoding(fmt: str | None, quality: str | None, metadata: str | None) -> Encoding:
-    """Read the ``format``, ``quality`` and ``metadata`` fields (empty means default); raise BadOp."""
+def parse_encoding(
+    fmt: str | None, quality: str | None, metadata: str | None, colour: str | None = None,
+) -> Encoding:
+    """Read the ``format``, ``quality``, ``metadata`` and ``colour`` fields (empty means default); raise BadOp."""
     fmt = (fmt or "auto").strip().lower()
     if fmt != "auto" and fmt not in OUTPUT_FORMATS:
         raise BadOp(f"The format must be one of: auto, {', '.join(OUTPUT_FORMATS)}.")
@@ -44,19 +55,10 @@ def parse_encoding(fmt: str | None, quality: str | None, metadata: str | None) -
     metadata = (metadata or "none").strip().lower()
     if metadata not in METADATA_CHOICES:
         raise BadOp(f"The metadata option must be one of: {', '.join(METADATA_CHOICES)}.")
-    return Encoding(fmt, level, metadata)
-
-
-def kept_metadata(im: Image.Image) -> dict[int, str]:
-    """The source's author and copyright (EXIF, or PNG text chunks), by EXIF tag."""
-    exif = im.getexif()
-    kept = {}
-    for tag, png_key in KEPT_TAGS.items():
-        if exif.get(tag):
-            kept[tag] = str(exif[tag])
-        elif isinstance(im.info.get(png_key), str):
-            kept[tag] = im.info[png_key]
-    return kept
+    colour = (colour or "srgb").strip().lower()
+    if colour not in COLOUR_CHOICES:
+        raise BadOp(f"The colour option must be one of: {', '.join(COLOUR_CHOICES)}.")
+    return Encoding(fmt, level, metadata, colour)
 
 
 def is_photographic(im: Image.Image, source_format: str) -> bool:
@@ -66,40 +68,87 @@ def is_photographic(im: Image.Image, source_format: str) -> bool:
     uses tens of thousands even in a 256 px sample (nearest-neighbour, so
     resampling invents no colours).
     """
-    if source_format not in ("PNG", "GIF", "BMP", "TIFF"):
+    if source_format not in LOSSLESS:
         return True
     sample = im.resize((min(im.width, 256), min(im.height, 256)), Image.Resampling.NEAREST)
     return sample.getcolors(maxcolors=4096) is None
 
 
-def output_format(im: Image.Image, encoding: Encoding, photographic: bool) -> tuple[str, str]:
-    """Pillow's format and the extension for one output.
+def _fits(fmt: str, size: tuple[int, int]) -> bool:
+    return max(size) <= MAX_SIDE[fmt]
+
+
+def output_format(
+    im: Image.Image, encoding: Encoding, photographic: bool, animation_of: str | None = None,
+) -> tuple[str, str]:
+    """Pillow's format and the extension for one output (``animation_of``: an animated source's format).
 
     ``auto``: lossless content stays PNG; photographic content is JPEG, or
-    WebP (lossy with alpha) if it is transparent.
+    WebP (lossy with alpha) if it is transparent; an animation keeps its
+    source's format (GIF, WebP, APNG; an AVIF one becomes WebP). A format
+    that cannot hold the image's size gives way to PNG, which can.
     """
     if encoding.format != "auto":
         return OUTPUT_FORMATS[encoding.format]
-    if not photographic:
-        return OUTPUT_FORMATS["png"]
-    return OUTPUT_FORMATS["webp" if "A" in im.mode else "jpeg"]
+    if animation_of is not None:
+        fmt = {"GIF": "GIF", "PNG": "PNG"}.get(animation_of, "WEBP")
+    elif not photographic:
+        fmt = "PNG"
+    else:
+        fmt = "WEBP" if "A" in im.mode else "JPEG"
+    if not _fits(fmt, im.size):
+        fmt = "PNG"
+    return fmt, EXTENSIONS[fmt]
+
+
+def check_encodable(calls: list[OpCall], size: tuple[int, int] | None, encoding: Encoding) -> None:
+    """Refuse, before any op runs, a chosen format that cannot hold an output's size (OverLimit)."""
+    if encoding.format == "auto" or size is None or None in size:
+        return
+    fmt = OUTPUT_FORMATS[encoding.format][0]
+    for call in calls:
+        out = call.output_size(size)
+        if not _fits(fmt, out):
+            raise OverLimit(
+                f"{format_name(fmt)} holds at most {MAX_SIDE[fmt]:,} pixels a side, and {call.label} "
+                f"would be {out[0]:,}×{out[1]:,}; choose another format, or Auto."
+            )
+
+
+def _frame_options(fmt: str, timing: Timing) -> dict[str, Any]:
+    durations, loop, _ = timing
+    options: dict[str, Any] = {"save_all": True, "duration": [max(d, 10) if fmt != "PNG" else d for d in durations]}
+    if fmt == "GIF":
+        if loop is not None:
+            options["loop"] = loop
+        options["disposal"] = 2  # every frame is whole: clear before drawing the next
+    else:  # WebP and APNG count loops the same way; "plays once" is 1
+        options["loop"] = 1 if loop is None else loop
+    return options
 
 
 def save(
-    im: Image.Image, out_dir: Path, stem: str, encoding: Encoding, *,
-    photographic: bool, metadata: dict[int, str],
+    frames: list[Image.Image], out_dir: Path, stem: str, encoding: Encoding, *,
+    photographic: bool, metadata: dict[int, str], icc: bytes | None = None, timing: Timing | None = None,
 ) -> dict[str, Any]:
-    """Write one output and describe the file: name, size, format, bytes."""
-    fmt, ext = output_format(im, encoding, photographic)
+    """Write one output (every frame, with ``timing``, where the format animates) and describe the file.
+
+    ``icc`` is the source's profile to tag colour outputs with (``colour=keep``); sRGB otherwise.
+    """
+    im = frames[0]
+    fmt, ext = output_format(im, encoding, photographic, timing[2] if timing else None)
+    if fmt not in ANIMATES:
+        frames, timing = [im], None  # a JPEG holds one frame: the first
     if fmt == "JPEG":
-        im = flatten(im)
+        frames = [flatten(im)]
     # Only what is passed here is written: Pillow would otherwise re-emit the
     # source's comment, XMP or profile from ``info``.
-    im.info.clear()
+    for frame in frames:
+        frame.info.clear()
     options: dict[str, Any] = {}
-    if im.mode in ("RGB", "RGBA"):
-        options["icc_profile"] = SRGB_ICC
-    if metadata and encoding.metadata == "copyright":
+    if frames[0].mode in ("RGB", "RGBA") and fmt != "GIF":
+        options["icc_profile"] = icc or SRGB_ICC
+    if metadata and encoding.metadata == "copyright" and fmt != "GIF":
         exif = Image.Exif()
         exif.update(metadata)
         options["exif"] = exif.tobytes()
@@ -110,9 +159,14 @@ def save(
         options.update(compress_level=6)
     elif fmt == "WEBP":
         options.update(quality=quality, method=4)
-    else:
+    elif fmt == "AVIF":
         options.update(quality=quality, speed=8)
+    if timing is not None:
+        options.update(_frame_options(fmt, timing), append_images=frames[1:])
     path = out_dir / f"{stem}.{ext}"
-    im.save(path, fmt, **options)
-    return {"file": path.name, "width": im.width, "height": im.height, "format": fmt,
-            "bytes": path.stat().st_size}
+    frames[0].save(path, fmt, **options)
+    described = {"file": path.name, "width": im.width, "height": im.height, "format": fmt,
+                 "bytes": path.stat().st_size}
+    if len(frames) > 1:
+        described["frames"] = len(frames)
+    return described

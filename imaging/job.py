@@ -18,8 +18,9 @@ from PIL import Image
 from storage import Workspace, record_job, write_progress
 
 from .encode import Encoding
+from .errors import BadImage
 from .ops import BadOp, OpCall, load_plugins, parse_ops
-from .pipeline import BadImage, render
+from .pipeline import render
 
 # Register Pillow's common codecs now: in the forkserver this runs once, and
 # every child it forks starts with them (otherwise each child pays ~3 ms).
@@ -46,8 +47,9 @@ def run_job(spec: JobSpec) -> Result:
     """Render one job's outputs into its directory, then record it in the manifest.
 
     Returns ``{"status": "ok", "job": ...}``, or ``{"status": "bad_image",
-    "message": ...}`` for an upload Pillow cannot read; anything else raises
-    (``handoff`` reports it as ``ChildFailed``).
+    "kind": ..., "message": ...}`` for an upload Darkroom refuses (``kind`` as
+    :attr:`BadImage.kind`); anything else raises (``handoff`` reports it as
+    ``ChildFailed``): a bug, never the file's fault.
     """
     started = time.perf_counter()
     ws: Workspace = spec["workspace"]
@@ -58,7 +60,7 @@ def run_job(spec: JobSpec) -> Result:
     try:
         calls = parse_ops(ops)
     except BadOp as exc:
-        return {"status": "bad_image", "message": str(exc)}
+        return {"status": "bad_image", "kind": "bad_upload", "message": str(exc)}
 
     def progress(op: str, done: int) -> None:
         write_progress(
@@ -71,13 +73,14 @@ def run_job(spec: JobSpec) -> Result:
             ws.job_dir(job_id) / spec["source"]["file"], ws.job_dir(job_id), ops,
             spec["max_pixels"], progress, Encoding(**spec.get("encoding", {})),
         )
-    except (BadImage, BadOp) as exc:
-        return {"status": "bad_image", "message": str(exc)}
+    except BadImage as exc:
+        return {"status": "bad_image", "kind": exc.kind, "message": str(exc)}
+    except BadOp as exc:
+        return {"status": "bad_image", "kind": "bad_upload", "message": str(exc)}
     # The child has decoded the image: its size as shown, and how many frames it has.
     source = {**spec["source"], "width": decoded["width"], "height": decoded["height"],
               "previews": decoded["previews"]}
-    if decoded["frames"] > 1:
-        source["frames"] = decoded["frames"]
+    source.update({k: decoded[k] for k in ("frames", "pictures") if k in decoded})
     job = {"id": job_id, "created": spec["created"], "source": source, "outputs": outputs}
     if spec.get("note", {}).get("idempotency_key"):
         job["idempotency_key"] = spec["note"]["idempotency_key"]

@@ -56,6 +56,8 @@ class Op:
     # Time relative to grayscale's on the same image, encoding and previews included
     # (12 MP photo): what the progress bar advances by when the op is done.
     cost: float = 1.5
+    # The output's size for a source of ``size`` and the op's argument (ops that keep it: None).
+    sized: Callable[[tuple[int, int], Any], tuple[int, int]] | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,10 @@ class OpCall:
         arg = self.spec.partition(":")[2] or self.op.param.default
         return f"{self.op.label} ({self.op.param.shown.format(arg)})"
 
+    def output_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        """The size of this op's output for a source of ``size``, without running it."""
+        return size if self.op.sized is None else self.op.sized(size, self.value)
+
     def apply(self, im: Image.Image) -> Image.Image:
         """Run the op on ``im``."""
         return self.op.apply(im) if self.op.param is None else self.op.apply(im, self.value)
@@ -90,11 +96,12 @@ OPS: dict[str, Op] = {}
 def register(
     name: str, label: str, *, shrinks: bool = False, param: Param | None = None,
     needs: Callable[[Any], tuple[int, int]] | None = None, cost: float = Op.cost,
+    sized: Callable[[tuple[int, int], Any], tuple[int, int]] | None = None,
 ):
     """Decorator adding a function ``Image -> Image`` (``(Image, value) -> Image`` with a param)."""
 
     def add(fn: Callable[..., Image.Image]) -> Callable[..., Image.Image]:
-        OPS[name] = Op(name, label, fn, shrinks, param, needs, cost)
+        OPS[name] = Op(name, label, fn, shrinks, param, needs, cost, sized)
         return fn
 
     return add
@@ -199,10 +206,35 @@ def _fit(size: tuple[int, int], box: tuple[int, int]) -> tuple[int, int]:
     return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
 
 
+def _contain(size: tuple[int, int], box: tuple[int, int]) -> tuple[int, int]:
+    """The largest size of ``size``'s shape inside ``box`` (enlarging too), never 0 a side."""
+    if size[0] * box[1] > box[0] * size[1]:  # wider than the box: its width sets the scale
+        return box[0], max(1, round(size[1] / size[0] * box[0]))
+    return max(1, round(size[0] / size[1] * box[1])), box[1]
+
+
+def _resized(size: tuple[int, int], box: tuple[int, int, str]) -> tuple[int, int]:
+    return (box[0], box[1]) if box[2] == "cover" else _contain(size, box[:2])
+
+
+def _rotated(size: tuple[int, int], degrees: float) -> tuple[int, int]:
+    if degrees in (0, 180):
+        return size
+    if degrees in (90, 270):
+        return size[1], size[0]
+    # As Pillow's expand=True: the turned corners' extent, each edge rounded outwards.
+    turn = math.radians(degrees)
+    cos, sin = math.cos(turn), math.sin(turn)
+    corners = [(x - size[0] / 2, y - size[1] / 2) for x, y in ((0, 0), (size[0], 0), size, (0, size[1]))]
+    xs = [cos * x + sin * y for x, y in corners]
+    ys = [-sin * x + cos * y for x, y in corners]
+    return math.ceil(max(xs)) - math.floor(min(xs)), math.ceil(max(ys)) - math.floor(min(ys))
+
+
 @register(
     "thumbnail", "Thumbnail", shrinks=True,
     param=Param("320", "a longest edge in px, 16 to 4096", number(16, 4096, whole=True), "{} px"),
-    needs=lambda edge: (2 * edge, 2 * edge), cost=0.3,
+    needs=lambda edge: (2 * edge, 2 * edge), cost=0.3, sized=lambda size, edge: _fit(size, (edge, edge)),
 )
 def thumbnail(im: Image.Image, edge: int) -> Image.Image:
     # Never enlarges. reducing_gap: shrink by an integer factor with reduce()
@@ -215,13 +247,14 @@ def thumbnail(im: Image.Image, edge: int) -> Image.Image:
     "resize", "Resize", shrinks=True,
     param=Param("1024x768", "WIDTHxHEIGHT (1 to 8192 px), optionally ,contain (fit inside, the default) "
                 "or ,cover (fill, cropped at the centre)", _box, "to {}", ("contain", "cover")),
-    needs=lambda box: (2 * box[0], 2 * box[1]), cost=1.3,
+    needs=lambda box: (2 * box[0], 2 * box[1]), cost=1.3, sized=_resized,
 )
 def resize(im: Image.Image, box: tuple[int, int, str]) -> Image.Image:
     width, height, fit = box
     if fit == "cover":
         return ImageOps.fit(im, (width, height), Image.Resampling.LANCZOS, centering=(0.5, 0.5))
-    return ImageOps.contain(im, (width, height), Image.Resampling.LANCZOS)
+    # Not ImageOps.contain: it rounds a side of a long strip to 0 pixels.
+    return im.resize(_contain(im.size, (width, height)), Image.Resampling.LANCZOS)
 
 
 @register("grayscale", "Grayscale", cost=1)
@@ -253,7 +286,7 @@ def sepia(im: Image.Image) -> Image.Image:
 @register(
     "rotate", "Rotate",
     param=Param("90", "degrees clockwise, -360 to 360 (other than multiples of 90, the canvas "
-                "grows and its new corners are transparent)", _degrees, "{}° clockwise"), cost=1.5,
+                "grows and its new corners are transparent)", _degrees, "{}° clockwise"), cost=1.5, sized=_rotated,
 )
 def rotate(im: Image.Image, degrees: float) -> Image.Image:
     quarter: dict[float, Image.Transpose | None] = {

@@ -2,29 +2,25 @@
 
 from __future__ import annotations
 
+import logging
+import re
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
-from .colour import to_working_mode
-from .encode import Encoding, is_photographic, kept_metadata, save
-from .ops import parse_ops
+from . import formats
+from .colour import kept_profile, to_working_mode
+from .encode import Encoding, check_encodable, is_photographic, save
+from .errors import BadImage, DamagedImage, OverLimit, TooManyPixels, UnsupportedFeature, UnsupportedFormat
+from .metadata import ORIENTATION, displayed_size, exif_of, kept_metadata, upright
+from .ops import OpCall, parse_ops
 from .preview import save_previews
 
-#: Formats Darkroom accepts, as Pillow names them, with the extension stored on disk.
-FORMATS = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp", "HEIF": "heic", "AVIF": "avif",
-           "TIFF": "tif", "BMP": "bmp"}
-NOT_AN_IMAGE = "The file is not an image Darkroom reads (JPEG, PNG, GIF, WebP, HEIC, AVIF, TIFF or BMP)."
-#: Read from their header by Pillow in the web process, without decoding.
-_HEADER_FORMATS = ["JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP"]
-#: HEIF and AVIF brands of an ISO-BMFF ``ftyp`` box. Pillow's AVIF plugin and
-#: pillow-heif read the whole file to open it, so the web process only sniffs
-#: these; the child reads their header before it decodes a pixel.
-_AVIF_BRANDS = {b"avif", b"avis"}
-_HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
+log = logging.getLogger("darkroom.imaging")
 
 # Darkroom refuses every image over its limit itself, from the header and
 # before any pixel is decoded (_check_pixels), with one message for every
@@ -32,30 +28,67 @@ _HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b
 # limit) would only say the same thing differently.
 Image.MAX_IMAGE_PIXELS = None
 
-_ORIENTATION = 0x0112
-
-
-class BadImage(ValueError):
-    """The upload is not an image Darkroom can read (a user error, not a fault)."""
-
-
-class TooManyPixels(BadImage):
-    """The image's header claims more pixels than the configured limit."""
+#: Formats whose several frames are an animation (a TIFF's pages, a HEIF's pictures are not).
+ANIMATED = {"GIF", "PNG", "WEBP", "AVIF"}
+#: Formats whose other frames are never what a user sees: a JPEG's depth or gain map, PSD's layers.
+ONE_PICTURE = {"MPO", "PSD", "JPEG", "ICO", "QOI", "BMP", "JPEG2000"}
+#: TIFF compressions every build of libtiff decodes; a TIFF using another that fails names it.
+_TIFF_BASELINE = {"raw", "tiff_ccitt", "group3", "group4", "tiff_lzw", "jpeg", "tiff_jpeg", "packbits",
+                  "tiff_adobe_deflate", "tiff_deflate", "tiff_raw_16", "tiff_sgilog", "tiff_sgilog24"}
+_TIFF_NAMES = {"webp": "WebP", "lzma": "LZMA", "zstd": "Zstandard", "jpeg2000": "JPEG 2000", "lerc": "LERC",
+               "tiff_thunderscan": "ThunderScan", "tiff_nextlzw": "NeXT"}
+#: How Pillow's decoders say a file uses something they lack (rather than being broken).
+_PATH = re.compile(r"'?/[^\s']*'?")
+_UNSUPPORTED = re.compile(r"unsupported|not supported|not configured|unknown (compression|pixel format)", re.I)
 
 
 def _check_pixels(size: tuple[int, int], max_pixels: int) -> None:
     if size[0] * size[1] > max_pixels:
         raise TooManyPixels(
-            f"The image is {size[0]}×{size[1]} pixels; the limit is "
-            f"{max_pixels / 1e6:.0f} megapixels."
+            f"The image is {size[0]:,}×{size[1]:,} pixels; the limit is {max_pixels / 1e6:.0f} megapixels."
         )
 
 
-def _open(path: Path, max_pixels: int, formats: list[str]) -> Image.Image:
+def _reason(exc: BaseException) -> str:
+    """The decoder's own words, on one line and short (they may hold newlines, byte dumps and paths)."""
+    if isinstance(exc, UnidentifiedImageError):  # its words name the server's path
+        return "its header does not parse"
+    text = " ".join(_PATH.sub("the file", str(exc)).split()) or type(exc).__name__
+    return text if len(text) <= 120 else text[:119] + "…"
+
+
+def decoder_failed(fmt: str, exc: BaseException, im: Image.Image | None = None) -> BadImage:
+    """The refusal for a decoder that raised ``exc`` on a file of readable format ``fmt``."""
+    name = formats.format_name(fmt)
+    compression = str(im.info.get("compression", "")) if im is not None and fmt == "TIFF" else ""
+    if compression and compression not in _TIFF_BASELINE:
+        shown = _TIFF_NAMES.get(compression, compression)
+        return UnsupportedFeature(f"This TIFF uses {shown} compression, which Darkroom cannot decode; "
+                                  "save it with LZW, Deflate or JPEG compression instead.")
+    if _UNSUPPORTED.search(str(exc)):
+        return UnsupportedFeature(f"This {name} file uses a feature Darkroom cannot decode ({_reason(exc)}).")
+    return DamagedImage(f"This {name} file is damaged or incomplete ({_reason(exc)}).")
+
+
+def unreadable(path: Path, head: bytes, exc: BaseException | None = None) -> BadImage:
+    """The refusal for a file no readable format's decoder could open."""
+    fmt = formats.readable_format(head)
+    if fmt is not None:
+        return decoder_failed(fmt, exc or ValueError("its header does not parse"))
+    other = formats.other_format(path, head)
+    if other:
+        return UnsupportedFormat(f"This is {other}; Darkroom reads {formats.READABLE}.")
+    return UnsupportedFormat(f"This file is not an image Darkroom reads; it reads {formats.READABLE}.")
+
+
+def _open(path: Path, max_pixels: int, allowed: list[str]) -> Image.Image:
+    head = formats.head_of(path)
     try:
-        im = Image.open(path, formats=formats)
-    except (UnidentifiedImageError, SyntaxError, OSError, ValueError, RuntimeError) as exc:
-        raise BadImage(NOT_AN_IMAGE) from exc
+        im = Image.open(path, formats=allowed)
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever a decoder raises, the file is what failed
+        raise unreadable(path, head, exc) from exc
     try:
         _check_pixels(im.size, max_pixels)
     except TooManyPixels:
@@ -64,82 +97,122 @@ def _open(path: Path, max_pixels: int, formats: list[str]) -> Image.Image:
     return im
 
 
-def _sniff_isobmff(path: Path) -> str | None:
-    with open(path, "rb") as f:
-        head = f.read(64)
-    if head[4:8] != b"ftyp":
-        return None
-    size = min(int.from_bytes(head[:4], "big"), len(head))
-    brands = {head[8:12], *(head[i:i + 4] for i in range(16, size - 3, 4))}
-    if brands & _AVIF_BRANDS:
-        return "AVIF"
-    return "HEIF" if brands & _HEIF_BRANDS else None
-
-
-def displayed_size(im: Image.Image) -> tuple[int, int]:
-    """The size a viewer shows: EXIF orientations 5 to 8 turn the stored image a quarter.
-
-    Reads the EXIF the header already holds (``getexif`` would decode a PNG's pixels).
-    """
-    raw = im.info.get("exif")
-    if isinstance(raw, bytes):
-        exif = Image.Exif()
-        exif.load(raw)
-        orientation = exif.get(_ORIENTATION)
-    else:
-        tags = getattr(im, "tag_v2", None)  # TIFF keeps it among its own tags
-        orientation = tags.get(_ORIENTATION) if tags is not None else None
-    return (im.height, im.width) if orientation in (5, 6, 7, 8) else im.size
+def _check_isobmff(path: Path, fmt: str, max_pixels: int) -> tuple[int, int] | None:
+    """A HEIF or AVIF's declared size, checked against the limit before its decoder reads the file."""
+    size = formats.isobmff_size(path)
+    if size is not None:
+        _check_pixels(size, max_pixels)
+    return size
 
 
 def probe(path: Path, max_pixels: int) -> dict[str, Any]:
     """Read only the header of an image: its format and displayed size. Decodes no pixels.
 
-    HEIC and AVIF are recognised by their brand only (width and height None):
-    the child checks their size before decoding.
+    HEIC and AVIF are read from their boxes (their size, None if not found);
+    the child checks their size again before decoding.
     """
-    fmt = _sniff_isobmff(path)
+    fmt = formats.sniff_isobmff(formats.head_of(path))
     if fmt:
-        return {"format": fmt, "width": None, "height": None}
-    with _open(path, max_pixels, _HEADER_FORMATS) as im:
+        size = _check_isobmff(path, fmt, max_pixels)
+        return {"format": fmt, "width": size[0] if size else None, "height": size[1] if size else None}
+    with _open(path, max_pixels, formats.HEADER_FORMATS) as im:
         width, height = displayed_size(im)
         return {"format": im.format, "width": width, "height": height}
 
 
-def extension(fmt: str) -> str:
-    """Return the file extension Darkroom stores an image of Pillow format ``fmt`` under."""
-    return FORMATS[fmt]
+@dataclass
+class Decoded:
+    """A source decoded once: its frames in the working mode, with what a viewer and the outputs need."""
+
+    frames: list[Image.Image]
+    format: str
+    shown: tuple[int, int]  # the size a viewer sees (not a reduced decode's)
+    kept: dict[int, str] = field(default_factory=dict)  # the metadata a user may keep
+    icc: bytes | None = None  # the source's profile, kept with ``colour=keep``
+    count: int = 1  # the frames (an animation) or pictures (a TIFF's pages) the source holds
+    animated: bool = False  # the source is an animation, whether or not all its frames fit the budget
+    durations: list[int] = field(default_factory=list)
+    loop: int | None = None  # None: plays once
 
 
-def decode(path: Path, max_pixels: int, *, reduced_to: tuple[int, int] | None = None) -> Image.Image:
-    """Decode the source's first frame once, upright, in sRGB, 8-bit L/LA/RGB/RGBA.
+def _frames_to_read(im: Image.Image, fmt: str, count: int, max_pixels: int) -> int:
+    """How many frames to decode: all of an animation whose frames × pixels fit the limit, else one."""
+    animated = fmt in ANIMATED and count > 1 and bool(getattr(im, "is_animated", False))
+    return count if animated and count * im.width * im.height <= max_pixels else 1
+
+
+def decode(path: Path, max_pixels: int, *, reduced_to: tuple[int, int] | None = None,
+           keep_colour: bool = False) -> Decoded:
+    """Decode the source once, upright, as 8-bit L/LA/RGB/RGBA: every frame of an animation that fits.
 
     With ``reduced_to``, a JPEG may decode at 1/2, 1/4 or 1/8 of its size, still
-    at least that large. The decoded image keeps ``info["frames"]`` (its frame
-    count), ``info["format"]``, ``info["shown"]`` (the size a viewer sees,
-    not the reduced one) and ``info["kept"]`` (the metadata a user may keep).
+    at least that large. Colour becomes sRGB unless ``keep_colour`` (then an RGB
+    source's own profile is kept). Whatever the decoder raises is the file's fault
+    (:class:`DamagedImage` or :class:`UnsupportedFeature`); what follows is Darkroom's.
     """
     from . import child_codecs  # noqa: F401  (HEIC and the rest: only where pixels are decoded)
 
-    im = _open(path, max_pixels, list(FORMATS))
-    try:
-        fmt, frames, shown = im.format or "", getattr(im, "n_frames", 1), displayed_size(im)
-        drafted = reduced_to is not None and fmt == "JPEG"
-        if reduced_to is not None and drafted:
-            # DCT scaling, in the decoder; the box is in stored (not yet upright) pixels.
-            im.draft(None, reduced_to if shown == im.size else (reduced_to[1], reduced_to[0]))
+    sniffed = formats.sniff_isobmff(formats.head_of(path))
+    if sniffed:
+        _check_isobmff(path, sniffed, max_pixels)
+    im = _open(path, max_pixels, formats.DECODERS)
+    fmt = im.format or sniffed or ""
+    stored = im.size
+    with im:
+        try:
+            raw, count = _read(im, fmt, max_pixels, reduced_to)
+        except (MemoryError, BadImage):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the decoder's failure: the file's, not Darkroom's
+            raise decoder_failed(fmt, exc, im) from exc
+        turn = exif_of(im).get(ORIENTATION, 1)
+        turn = turn if isinstance(turn, int) else 1
+        kept, icc = kept_metadata(im), kept_profile(im) if keep_colour else None
+    frames = [to_working_mode(upright(frame, turn), srgb=icc is None) for frame, _ in raw]
+    if len({f.mode for f in frames}) > 1:  # a GIF's later frames may gain alpha the first lacked
+        frames = [f.convert("RGBA" if f.mode in ("RGB", "RGBA") else "LA") for f in frames]
+    animated = fmt in ANIMATED and count > 1
+    for frame in frames:
+        frame.info.clear()  # comments, XMP, GPS: never carried to an output
+    shown = (stored[1], stored[0]) if turn in (5, 6, 7, 8) else stored
+    return Decoded(frames, fmt, shown, kept, icc, count, animated, [d for _, d in raw],
+                   raw_loop(im) if animated else None)
+
+
+def raw_loop(im: Image.Image) -> int | None:
+    """How often an animation repeats (0: for ever), None if it plays once."""
+    loop = im.info.get("loop")
+    return loop if isinstance(loop, int) else None
+
+
+def _read(im: Image.Image, fmt: str, max_pixels: int,
+          reduced_to: tuple[int, int] | None) -> tuple[list[tuple[Image.Image, int]], int]:
+    """The decoder's part: each frame to keep with its duration (ms), and how many the source holds."""
+    count = 1 if fmt in ONE_PICTURE else getattr(im, "n_frames", 1)
+    wanted = _frames_to_read(im, fmt, count, max_pixels)
+    if reduced_to is not None and fmt in ("JPEG", "MPO") and wanted == 1:
+        # DCT scaling, in the decoder; the box is in stored (not yet upright) pixels.
+        upright_size = displayed_size(im)
+        im.draft(None, reduced_to if upright_size == im.size else (reduced_to[1], reduced_to[0]))
+    frames = []
+    for index in range(wanted):
+        if index:
+            im.seek(index)
         im.load()
-        kept = kept_metadata(im)
-        ImageOps.exif_transpose(im, in_place=True)
-        im = to_working_mode(im)
-    except (OSError, SyntaxError, ValueError, RuntimeError, EOFError) as exc:
-        raise BadImage(f"The image data is damaged or incomplete ({exc}).") from exc
-    im.info.clear()  # comments, XMP, GPS: never carried to an output
-    im.info.update(format=fmt, frames=frames, kept=kept, shown=shown if drafted else im.size)
-    return im
+        frame = im.copy()  # with its info: the profile and transparency to_working_mode reads
+        frames.append((frame, int(im.info.get("duration") or 0)))
+    return frames, count
 
 
 ProgressCallback = Callable[[str, int], None]
+
+
+def reduced_size(calls: list[OpCall]) -> tuple[int, int] | None:
+    """The smallest decode that still makes every output exactly, if every op shrinks; else None."""
+    if not all(c.op.shrinks and c.op.needs for c in calls):
+        return None
+    needs = [c.op.needs(c.value) for c in calls if c.op.needs]
+    return max(n[0] for n in needs), max(n[1] for n in needs)
 
 
 def render(
@@ -150,33 +223,40 @@ def render(
     on_op: ProgressCallback | None = None,
     encoding: Encoding | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Decode ``source`` once, apply each op and save its output into ``out_dir``.
+    """Decode ``source`` once, apply each op to every frame and save its output into ``out_dir``.
 
-    Returns what was decoded (``width``, ``height`` as shown, ``frames``,
-    ``previews`` of the source) and one description per output, in the order
-    of ``ops``, each with its time in milliseconds and its ``previews``.
+    Returns what was decoded (``width``, ``height`` as shown, ``frames`` of an
+    animation, ``pictures`` of a multi-page file, ``previews`` of the source) and
+    one description per output, in the order of ``ops``, each with its time in
+    milliseconds and its ``previews`` (of the first frame).
     """
     encoding = encoding or Encoding()
     calls = parse_ops(ops)
-    reduced_to = None
-    if all(c.op.shrinks and c.op.needs for c in calls):
-        needs = [c.op.needs(c.value) for c in calls if c.op.needs]
-        reduced_to = (max(n[0] for n in needs), max(n[1] for n in needs))
-    im = decode(source, max_pixels, reduced_to=reduced_to)
-    info = im.info.copy()
-    photographic = is_photographic(im, info["format"])
-    decoded = {"width": info["shown"][0], "height": info["shown"][1], "frames": info["frames"],
-               "previews": save_previews(im, out_dir, "source")}
+    src = decode(source, max_pixels, reduced_to=reduced_size(calls), keep_colour=encoding.colour == "keep")
+    # Every output must fit its format before any op runs (a HEIC's size is known only now).
+    check_encodable(calls, src.shown, encoding)
+    first = src.frames[0]
+    photographic = is_photographic(first, src.format)
+    decoded: dict[str, Any] = {"width": src.shown[0], "height": src.shown[1],
+                               "previews": save_previews(first, out_dir, "source", icc=src.icc)}
+    if src.count > 1:
+        decoded["frames" if src.animated else "pictures"] = src.count
     outputs = []
     for done, call in enumerate(calls):
         if on_op:
             on_op(call.spec, done)
         started = time.perf_counter()
-        result = call.apply(im)
-        written = save(result, out_dir, call.stem, encoding, photographic=photographic, metadata=info["kept"])
+        results = [call.apply(frame) for frame in src.frames]
+        written = save(results, out_dir, call.stem, encoding, photographic=photographic, metadata=src.kept,
+                       icc=src.icc, timing=(src.durations, src.loop, src.format) if len(results) > 1 else None)
         written["ms"] = round((time.perf_counter() - started) * 1000, 1)
         # A JPEG has no alpha: its preview shows the white background it was written on.
-        written["previews"] = save_previews(result, out_dir, call.stem, opaque=written["format"] == "JPEG")
+        written["previews"] = save_previews(results[0], out_dir, call.stem, opaque=written["format"] == "JPEG",
+                                            icc=src.icc)
         outputs.append({"op": call.spec, "label": call.label, **written})
-        del result
+        del results
     return decoded, outputs
+
+
+__all__ = ["BadImage", "DamagedImage", "Decoded", "OverLimit", "TooManyPixels", "UnsupportedFeature",
+           "UnsupportedFormat", "decode", "probe", "render"]

@@ -20,12 +20,14 @@ PREVIEW_SIZES = (240, 480)
 PREVIEW_QUALITY = 75
 
 
-def save_previews(im: Image.Image, out_dir: Path, stem: str, *, opaque: bool = False) -> list[dict[str, Any]]:
+def save_previews(
+    im: Image.Image, out_dir: Path, stem: str, *, opaque: bool = False, icc: bytes | None = None,
+) -> list[dict[str, Any]]:
     """Write WebP previews of ``im`` at each of PREVIEW_SIZES and describe them, smallest first.
 
     An image smaller than a preview size gets no larger copy of itself. With
     ``opaque`` (the output is a JPEG), the previews show the background the
-    output was flattened onto.
+    output was flattened onto. ``icc`` tags colour previews with a kept wide-gamut profile.
     """
     previews: list[dict[str, Any]] = []
     current = im
@@ -41,7 +43,8 @@ def save_previews(im: Image.Image, out_dir: Path, stem: str, *, opaque: bool = F
             current = flatten(current)
         path = out_dir / f"preview-{stem}-{size}.webp"
         current.info.clear()
-        current.save(path, "WEBP", quality=PREVIEW_QUALITY, method=4)
+        profile = {"icc_profile": icc} if icc and current.mode in ("RGB", "RGBA") else {}
+        current.save(path, "WEBP", quality=PREVIEW_QUALITY, method=4, **profile)
         previews.append({"file": path.name, "width": current.width, "height": current.height,
                          "bytes": path.stat().st_size})
     return previews[::-1]

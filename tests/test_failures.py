@@ -69,35 +69,42 @@ def corrupt_png():
     return bytes(data)
 
 
+NOT_READ = "not an image Darkroom reads; it reads JPEG, PNG, GIF, WebP, HEIC, AVIF, TIFF"
 BAD_UPLOADS = {
-    "empty file": (b"", "The uploaded file is empty."),
-    "text": (b"just some words\n" * 10, "not an image Darkroom reads"),
-    "html": (b"<!doctype html><html><body>hi</body></html>", "not an image Darkroom reads"),
-    "zip": (zip_bytes(), "not an image Darkroom reads"),
-    "pdf": (b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF", "not an image Darkroom reads"),
-    "svg": (b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>', "not an image Darkroom reads"),
-    "truncated jpeg": (truncated_jpeg(), "damaged or incomplete"),
-    "corrupt png": (corrupt_png(), "damaged or incomplete"),
-    "png bomb 20000x20000": (png_bomb(), "The image is 20000×20000 pixels; the limit is 60 megapixels."),
-    "gif claiming 65535x65535": (gif_claiming(65535, 65535),
-                                 "The image is 65535×65535 pixels; the limit is 60 megapixels."),
-    "just past the limit": (gif_claiming(7746, 7746), "The image is 7746×7746 pixels; the limit is 60 megapixels."),
+    "empty file": (b"", 400, "bad_upload", "The uploaded file is empty."),
+    "text": (b"just some words\n" * 10, 415, "unsupported_format", NOT_READ),
+    "html": (b"<!doctype html><html><body>hi</body></html>", 415, "unsupported_format", NOT_READ),
+    "zip": (zip_bytes(), 415, "unsupported_format", "This is a ZIP archive; Darkroom reads JPEG, PNG"),
+    "pdf": (b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF", 415, "unsupported_format",
+            "This is a PDF document; Darkroom reads"),
+    "svg": (b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>', 415, "unsupported_format",
+            "This is an SVG drawing; Darkroom reads"),
+    "truncated jpeg": (truncated_jpeg(), 400, "damaged", "This JPEG file is damaged or incomplete"),
+    "corrupt png": (corrupt_png(), 400, "damaged", "This PNG file is damaged or incomplete"),
+    "cut png header": (image_bytes((40, 30), "PNG")[:30], 400, "damaged", "This PNG file is damaged or incomplete"),
+    "png bomb 20000x20000": (png_bomb(), 413, "over_limit",
+                             "The image is 20,000×20,000 pixels; the limit is 60 megapixels."),
+    "gif claiming 65535x65535": (gif_claiming(65535, 65535), 413, "over_limit",
+                                 "The image is 65,535×65,535 pixels; the limit is 60 megapixels."),
+    "just past the limit": (gif_claiming(7746, 7746), 413, "over_limit",
+                            "The image is 7,746×7,746 pixels; the limit is 60 megapixels."),
 }
 
 
 @pytest.mark.parametrize("case", BAD_UPLOADS)
 def test_bad_upload_is_refused_and_leaves_nothing(app, client, case):
-    data, message = BAD_UPLOADS[case]
+    data, status, kind, message = BAD_UPLOADS[case]
     good = upload(client).get_json()["id"]
     response = upload(client, data, name="bad.jpg")
-    assert response.status_code == 400
+    assert (response.status_code, response.get_json()["kind"]) == (status, kind)
     assert message in response.get_json()["error"]
+    assert "/" not in response.get_json()["error"].replace("/PGM/", "")  # no server path
     assert_state(app, client, [good])
 
 
 def test_bomb_is_refused_before_any_child_starts(app, client, caplog):
     response = upload(client, png_bomb())
-    assert response.status_code == 400
+    assert response.status_code == 413
     assert "darkroom.jobs" not in {r.name for r in caplog.records}
     assert app.extensions["handoff"]._runner is None  # no child was ever needed
 
@@ -106,14 +113,14 @@ def test_pixel_limit_comes_from_config(make_app):
     client = make_app(DARKROOM_MAX_PIXELS=100 * 100).test_client()
     assert upload(client, image_bytes((100, 100))).status_code == 201
     response = upload(client, image_bytes((101, 100)))
-    assert response.status_code == 400
+    assert response.status_code == 413
     assert "101×100" in response.get_json()["error"]
 
 
 def test_missing_file_field(app, client):
     response = client.post("/jobs", data={"ops": "blur"}, headers={"Accept": "application/json"})
     assert response.status_code == 400
-    assert response.get_json() == {"error": "Choose an image file to upload."}
+    assert response.get_json() == {"error": "Choose an image file to upload.", "kind": "bad_upload"}
     assert_state(app, client, [])
 
 
@@ -164,21 +171,28 @@ def test_client_file_name_is_shown_escaped(client):
 
 
 FAULTS = {
-    "explode": (500, "Processing failed inside the image worker (RuntimeError)."),
-    "die": (500, "The image worker was killed by signal 9."),
-    "hog": (500, "The image needs more memory than a job may use (512 MB)."),
+    "explode": (500, "bug", "This is a bug in Darkroom, not a problem with your file or your connection, and "
+                "trying again will not help. Nothing was saved. If you report it, quote error {error_id}."),
+    "die": (500, "killed", "The image worker was killed by signal 9; nothing was saved."),
+    "hog": (500, "out_of_memory", "The image needs more memory than a job may use (512 MB)."),
 }
 
 
 @pytest.mark.parametrize("op", FAULTS)
-def test_child_fault_is_a_clear_5xx_and_loses_nothing(make_app, op):
+def test_child_fault_is_a_clear_5xx_and_loses_nothing(make_app, op, caplog):
     app = make_app(HANDOFF_MEMORY_MB=512)
     client = app.test_client()
     good = upload(client).get_json()["id"]
     response = upload(client, ops=["grayscale", op])
-    status, message = FAULTS[op]
+    status, kind, message = FAULTS[op]
+    body = response.get_json()
     assert response.status_code == status
-    assert response.get_json() == {"error": message}
+    if kind == "bug":  # the id finds the child's traceback in the log
+        assert body == {"error": message.format(error_id=body["error_id"]), "error_id": body["error_id"]}
+        assert f"error {body['error_id']}" in "\n".join(r.getMessage() for r in caplog.records)
+        assert "RuntimeError" in caplog.text
+    else:
+        assert body == {"error": message, "kind": kind}
     assert_state(app, client, [good])
     # The next job works, and the earlier one still serves its files.
     after = upload(client).get_json()
@@ -205,7 +219,7 @@ def test_fault_from_the_form_is_flashed(make_app):
     client.get("/")
     response = upload(client, ops=["explode"], json=False)
     assert response.status_code == 303
-    assert "Processing failed inside the image worker" in client.get("/").get_data(as_text=True)
+    assert "This is a bug in Darkroom" in client.get("/").get_data(as_text=True)
 
 
 def test_too_many_jobs_wait_then_get_503_with_retry_after(make_app):
@@ -260,7 +274,7 @@ def test_every_json_error_has_the_error_shape(make_app, status):
     }[status]()
     assert response.status_code == status
     body = response.get_json()
-    assert set(body) == {"error"} and body["error"]
+    assert set(body) == ({"error", "error_id"} if status == 500 else {"error"}) and body["error"]
     assert "secret detail" not in body["error"]
     if status == 413:
         assert body["error"] == "The upload is larger than the limit of 1000 bytes."

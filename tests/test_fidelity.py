@@ -184,7 +184,7 @@ def test_metadata_is_stripped_but_for_what_the_user_keeps(client, metadata):
 def test_png_author_and_copyright_can_be_kept():
     from PIL import PngImagePlugin
 
-    from imaging.encode import kept_metadata
+    from imaging.metadata import kept_metadata
 
     text = PngImagePlugin.PngInfo()
     text.add_text("Author", "Bo")
@@ -354,8 +354,8 @@ def test_every_decoder_refuses_images_over_the_pixel_limit_alike(make_app, fmt):
     client = app.test_client()
     data = encode(Image.new("RGB", (1250, 1000), (10, 20, 30)), fmt)
     response = upload(client, data, ops=["invert"], name="bomb")
-    assert response.status_code == 400
-    assert response.get_json()["error"] == "The image is 1250×1000 pixels; the limit is 1 megapixels."
+    assert (response.status_code, response.get_json()["kind"]) == (413, "over_limit")
+    assert response.get_json()["error"] == "The image is 1,250×1,000 pixels; the limit is 1 megapixels."
     assert client.get("/api/session").get_json() == {"jobs": [], "next": None}
     assert not any(p.is_dir() and p.name != NOTES_DIR for p in Path(app.config["DARKROOM_STORAGE_ROOT"]).glob("*/*"))
     assert not any(Path(app.config["DARKROOM_STORAGE_ROOT"]).glob(f"*/{NOTES_DIR}/*"))  # nor a running note

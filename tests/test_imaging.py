@@ -31,8 +31,8 @@ def test_probe_refuses_too_many_pixels(tmp_path):
 
 def test_thumbnail_alone_decodes_a_reduced_jpeg(tmp_path):
     path = write(tmp_path, image_bytes((4000, 3000)))
-    assert decode(path, 10**8, reduced_to=(640, 640)).size == (1000, 750)
-    assert decode(path, 10**8).size == (4000, 3000)
+    assert decode(path, 10**8, reduced_to=(640, 640)).frames[0].size == (1000, 750)
+    assert decode(path, 10**8).frames[0].size == (4000, 3000)
 
 
 def test_render_writes_every_op_and_reports_its_time(tmp_path):
@@ -42,7 +42,8 @@ def test_render_writes_every_op_and_reports_its_time(tmp_path):
     seen = []
     ops = ["thumbnail", "grayscale", "blur", "sharpen", "edges", "sepia", "rotate", "invert"]
     decoded, outputs = render(src, out, ops, 10**8, lambda op, done: seen.append((op, done)))
-    assert {k: decoded[k] for k in ("width", "height", "frames")} == {"width": 600, "height": 400, "frames": 1}
+    assert {k: decoded[k] for k in ("width", "height")} == {"width": 600, "height": 400}
+    assert "frames" not in decoded and "pictures" not in decoded  # a still photo
     assert [(p["width"], p["height"]) for p in decoded["previews"]] == [(240, 160), (480, 320)]
     assert seen == [(op, i) for i, op in enumerate(ops)]
     sizes = {o["op"]: (o["width"], o["height"]) for o in outputs}
@@ -69,14 +70,14 @@ def test_exif_orientation_is_applied(tmp_path):
     exif[0x0112] = 6  # rotated 90°
     buf = io.BytesIO()
     im.save(buf, "JPEG", exif=exif)
-    assert decode(write(tmp_path, buf.getvalue()), 10**8).size == (40, 60)
+    assert decode(write(tmp_path, buf.getvalue()), 10**8).frames[0].size == (40, 60)
 
 
 def test_palette_and_cmyk_sources_are_normalised(tmp_path):
     for mode, fmt in (("P", "GIF"), ("CMYK", "JPEG")):
         buf = io.BytesIO()
         Image.new(mode, (30, 20)).save(buf, fmt)
-        assert decode(write(tmp_path, buf.getvalue(), mode), 10**8).mode == "RGB"
+        assert decode(write(tmp_path, buf.getvalue(), mode), 10**8).frames[0].mode == "RGB"
 
 
 def test_a_reduced_decode_of_a_turned_jpeg_stays_large_enough_for_its_box(tmp_path):
@@ -86,4 +87,4 @@ def test_a_reduced_decode_of_a_turned_jpeg_stays_large_enough_for_its_box(tmp_pa
     buf = io.BytesIO()
     im.save(buf, "JPEG", exif=exif)
     decoded = decode(write(tmp_path, buf.getvalue()), 10**8, reduced_to=(400, 1600))
-    assert decoded.size == (500, 2000)  # 1/2, not the 1/8 that the unturned box would allow
+    assert decoded.frames[0].size == (500, 2000)  # 1/2, not the 1/8 that the unturned box would allow

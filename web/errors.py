@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 import sqlalchemy.exc
@@ -30,7 +31,8 @@ MESSAGES = {
     404: "Nothing here: this address does not exist, or belongs to another session.",
     405: "This address does not accept {method} requests.",
     413: "The upload is larger than the limit of {limit}.",
-    500: "Something went wrong on the server. Nothing was saved; please try again.",
+    500: "This is a bug in Darkroom, not a problem with your file or your connection, and trying again "
+         "will not help. Nothing was saved. If you report it, quote error {error_id}.",
 }
 
 
@@ -55,10 +57,15 @@ def has_session() -> bool:
     return bool(opened_session())
 
 
-def error_response(status: int, message: str, headers: dict[str, str] | None = None, *, can_flash: bool = True):
-    """Answer an error as JSON, as a flash message on the form, or as an error page."""
+def error_response(
+    status: int, message: str, headers: dict[str, str] | None = None, *, can_flash: bool = True, **fields: str,
+):
+    """Answer an error as JSON (``{"error": message, **fields}``), as a flash message on the form, or as a page.
+
+    ``fields`` are machine-readable details: ``kind`` (a refusal's class), ``error_id`` (a bug's log id).
+    """
     if wants_json():
-        response = jsonify(error=message)
+        response = jsonify(error=message, **fields)
     elif request.method == "POST" and status != 403 and can_flash and has_session():
         # A form post: show the message next to the form, keep the gallery.
         # A refused cross-site post, or one from a client that has no session
@@ -112,10 +119,10 @@ def _http_error(exc: HTTPException):
         return _database_busy(exc.original_exception)  # type: ignore[attr-defined]
     if exc.code == 413 and (message := form_too_large()):
         return error_response(413, message)
-    if exc.code == 500 and g.get("saved_job"):
-        return error_response(500, saved_but_failed())
+    if exc.code == 500:
+        return _unexpected(getattr(exc, "original_exception", None) or exc)
     template = MESSAGES.get(exc.code or 500)
-    if template and (exc.description == type(exc).description or exc.code in (413, 500)):
+    if template and (exc.description == type(exc).description or exc.code == 413):
         limit = current_app.config["MAX_CONTENT_LENGTH"] or 0
         message = template.format(method=request.method, limit=human_size(limit))
     else:
@@ -142,18 +149,32 @@ def _os_error(exc: OSError):
 def _child_failed(exc: handoff.ChildFailed):
     if exc.errno in storage.DISK_FULL_ERRNOS:
         return error_response(507, STORAGE_FULL)
-    return error_response(500, child_failure_message(exc))
-
-
-def child_failure_message(exc: handoff.ChildFailed) -> str:
-    """Say what happened in the child, without its details (they are in the log)."""
     if exc.out_of_memory:
-        return f"The image needs more memory than a job may use ({current_app.config['HANDOFF_MEMORY_MB']} MB)."
-    if exc.type_name:
-        return f"Processing failed inside the image worker ({exc.type_name})."
-    if exc.exitcode is not None and exc.exitcode < 0:
-        return f"The image worker was killed by signal {-exc.exitcode}."
-    return exc.message
+        limit = current_app.config["HANDOFF_MEMORY_MB"]
+        return error_response(500, f"The image needs more memory than a job may use ({limit} MB).",
+                              kind="out_of_memory")
+    if exc.exitcode is not None and exc.exitcode < 0 and not exc.type_name:
+        return error_response(500, f"The image worker was killed by signal {-exc.exitcode}; nothing was saved.",
+                              kind="killed")
+    # An exception in the child's own code is a bug: logged with its traceback under an id.
+    error_id = log_bug(exc, exc.traceback)
+    return error_response(500, bug_message(error_id), error_id=error_id)
+
+
+def log_bug(exc: BaseException, child_traceback: str | None = None) -> str:
+    """Log an unexpected exception with its traceback (the child's too) under a new id; return the id."""
+    error_id = secrets.token_hex(6)
+    g.error_id = error_id
+    current_app.logger.error("error %s: %s %s%s", error_id, request.method, request.path,
+                             f"; in the child:\n{child_traceback}" if child_traceback else "", exc_info=exc)
+    return error_id
+
+
+def bug_message(error_id: str) -> str:
+    """The 500 message for a bug: "saved" when the request's job was saved, and the id to quote."""
+    if g.get("saved_job"):
+        return saved_but_failed() + f" (Error {error_id}.)"
+    return MESSAGES[500].format(error_id=error_id)
 
 
 def saved_but_failed() -> str:
@@ -162,16 +183,16 @@ def saved_but_failed() -> str:
             "reload the page to see it.")
 
 
-def _unexpected(exc: Exception):
-    current_app.logger.exception("unhandled error", exc_info=exc)
-    return error_response(500, saved_but_failed() if g.get("saved_job") else MESSAGES[500])
+def _unexpected(exc: BaseException):
+    error_id = log_bug(exc)
+    return error_response(500, bug_message(error_id), error_id=error_id)
 
 
 def init_app(app: Flask) -> None:
     """Register the error handlers: handoff/imaging/storage exceptions map to HTTP here only."""
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(RateLimitExceeded, _too_many)
-    app.register_error_handler(imaging.BadImage, lambda e: error_response(400, str(e)))
+    app.register_error_handler(imaging.BadImage, lambda e: error_response(e.status, str(e), kind=e.kind))
     app.register_error_handler(
         handoff.Busy,
         lambda e: error_response(

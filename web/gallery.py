@@ -7,6 +7,7 @@ from typing import Any
 from flask import Blueprint, abort, current_app, render_template, request, url_for
 
 import storage
+from imaging.formats import format_name
 
 from .files import session_job
 from .sessions import lifetime_days, sync_jobs
@@ -14,13 +15,7 @@ from .sessions import lifetime_days, sync_jobs
 bp = Blueprint("gallery", __name__)
 
 #: Image formats every current browser shows in an <img>; others (HEIC, TIFF) are seen through their previews.
-BROWSER_FORMATS = {"JPEG", "PNG", "GIF", "WEBP", "AVIF", "BMP"}
-_FORMAT_NAMES = {"HEIF": "HEIC", "WEBP": "WebP"}
-
-
-def format_name(fmt: str) -> str:
-    """A format as people call it: "HEIC" for Pillow's HEIF, "WebP", else its name."""
-    return _FORMAT_NAMES.get(fmt, fmt)
+BROWSER_FORMATS = {"JPEG", "MPO", "PNG", "GIF", "WEBP", "AVIF", "BMP", "ICO"}
 
 
 def job_json(job: dict[str, Any]) -> dict[str, Any]:

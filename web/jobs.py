@@ -108,10 +108,11 @@ def requested_ops() -> list[str]:
 
 
 def requested_encoding() -> dict[str, Any]:
-    """Return the ``format``, ``quality`` and ``metadata`` fields, checked, as the child's Encoding fields."""
+    """Return the ``format``, ``quality``, ``metadata`` and ``colour`` fields, checked, as Encoding fields."""
     form = request.form
     try:
-        encoding = imaging.parse_encoding(form.get("format"), form.get("quality"), form.get("metadata"))
+        encoding = imaging.parse_encoding(form.get("format"), form.get("quality"), form.get("metadata"),
+                                          form.get("colour"))
     except imaging.BadOp as exc:
         abort(400, str(exc))
     return dataclasses.asdict(encoding)
@@ -160,6 +161,12 @@ def make_job(
     """Store one uploaded file, render its derivatives in a child and return the job it recorded."""
     job_id = storage.new_id()
     source = accept_upload(ws, job_id, upload)
+    try:  # a chosen format too small for an output is refused before any child starts
+        imaging.check_encodable(imaging.parse_ops(ops), (source["width"], source["height"]),
+                                imaging.Encoding(**encoding))
+    except imaging.OverLimit:
+        ws.remove_job_dir(job_id)
+        raise
     started = time.time()
     config = current_app.config
     # Past this, no child can still be working on the job: its note expires with it.
@@ -183,7 +190,7 @@ def make_job(
         result = handoff.run(run_job, spec)
         log_job(spec, result, time.time() - started)
         if result["status"] == "bad_image":
-            raise imaging.BadImage(result["message"])
+            raise imaging.refusal(result["kind"], result["message"])
         # The child has been joined; the manifest now says what it finished.
         manifest = storage.load_manifest(ws)
         job = storage.find_job(manifest, job_id)
