@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,8 @@ from .ops import BadOp, OpCall
 Timing = tuple[list[int], int | None, str]
 #: Formats that hold every frame of an animation (PNG as APNG).
 ANIMATES = {"GIF", "PNG", "WEBP", "AVIF"}
+#: What Pillow says when libwebp runs out of memory (VP8_ENC_ERROR_OUT_OF_MEMORY is 1).
+WEBP_OUT_OF_MEMORY = "encoding error 1"
 #: The extension each output format is written with.
 EXTENSIONS = {"GIF": "gif", "PNG": "png", "WEBP": "webp", "AVIF": "avif", "JPEG": "jpg"}
 
@@ -164,9 +166,22 @@ def save(
     if timing is not None:
         options.update(_frame_options(fmt, timing), append_images=frames[1:])
     path = out_dir / f"{stem}.{ext}"
-    frames[0].save(path, fmt, **options)
+    try:
+        frames[0].save(path, fmt, **options)
+    except ValueError as exc:
+        if fmt != "WEBP" or str(exc) != WEBP_OUT_OF_MEMORY:
+            raise
+        path.unlink(missing_ok=True)
+        if encoding.format == "auto":  # PNG's encoder streams: it holds what WebP's cannot
+            return save(frames, out_dir, stem, replace(encoding, format="png"), photographic=photographic,
+                        metadata=metadata, icc=icc, timing=timing)
+        raise OverLimit(f"WebP cannot encode a {im.width:,}×{im.height:,} image within a job's memory; "
+                        "choose PNG, or Auto.") from exc
     described = {"file": path.name, "width": im.width, "height": im.height, "format": fmt,
                  "bytes": path.stat().st_size}
     if len(frames) > 1:
-        described["frames"] = len(frames)
+        # GIF and APNG writers merge a frame identical to the last into it: count what was written.
+        with Image.open(path) as written:
+            if (count := getattr(written, "n_frames", 1)) > 1:
+                described["frames"] = count
     return described

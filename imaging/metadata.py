@@ -29,6 +29,19 @@ def exif_of(im: Image.Image) -> Image.Exif:
         return Image.Exif()
 
 
+def _valid(value: Any) -> int:
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def turn_of(exif: Image.Exif) -> int:
+    """The orientation (1 to 8) an EXIF block holds, 1 if none or if it does not parse."""
+    try:
+        return _valid(exif.get(ORIENTATION))
+    except Exception as exc:  # noqa: BLE001
+        log.info("ignoring an EXIF orientation that does not parse: %s: %s", type(exc).__name__, exc)
+        return 1
+
+
 def orientation(im: Image.Image) -> int:
     """The EXIF orientation (1 to 8) the header holds, 1 if none or if it does not parse.
 
@@ -45,7 +58,7 @@ def orientation(im: Image.Image) -> int:
             value = tags.get(ORIENTATION)
     except Exception as exc:  # noqa: BLE001
         log.info("ignoring EXIF that does not parse: %s: %s", type(exc).__name__, exc)
-    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+    return _valid(value)
 
 
 def displayed_size(im: Image.Image) -> tuple[int, int]:
@@ -62,9 +75,9 @@ def upright(im: Image.Image, turn: int) -> Image.Image:
     return im if method is None else im.transpose(method)
 
 
-def kept_metadata(im: Image.Image) -> dict[int, str]:
-    """The source's author and copyright (EXIF, or PNG text chunks), by EXIF tag."""
-    exif = exif_of(im)
+def kept_metadata(im: Image.Image, exif: Image.Exif | None = None) -> dict[int, str]:
+    """The source's author and copyright (its ``exif`` if read already, or PNG text chunks), by EXIF tag."""
+    exif = exif_of(im) if exif is None else exif
     kept = {}
     for tag, png_key in KEPT_TAGS.items():
         if exif.get(tag):

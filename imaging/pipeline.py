@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ from . import formats
 from .colour import kept_profile, to_working_mode
 from .encode import Encoding, check_encodable, is_photographic, save
 from .errors import BadImage, DamagedImage, OverLimit, TooManyPixels, UnsupportedFeature, UnsupportedFormat
-from .metadata import ORIENTATION, displayed_size, exif_of, kept_metadata, upright
+from .metadata import displayed_size, exif_of, kept_metadata, turn_of, upright
 from .ops import OpCall, parse_ops
 from .preview import save_previews
 
@@ -160,14 +161,20 @@ def decode(path: Path, max_pixels: int, *, reduced_to: tuple[int, int] | None = 
     stored = im.size
     with im:
         try:
+            # Before the pixels: a TIFF's tags are read from the file, which loading closes.
+            exif = exif_of(im)
+            turn = turn_of(exif)  # now: once the pixels are loaded, a TIFF's EXIF reads as empty
             raw, count = _read(im, fmt, max_pixels, reduced_to)
-        except (MemoryError, BadImage):
+        except BadImage:
             raise
+        except MemoryError as exc:  # the file asks for more than a job may hold: a limit, not a bug
+            raise OverLimit("Decoding this image needs more memory than a job may use.") from exc
+        except Image.DecompressionBombError as exc:  # a frame larger than the picture it belongs to
+            raise OverLimit(f"A frame of this image is larger than the limit of {max_pixels / 1e6:.0f} "
+                            "megapixels.") from exc
         except Exception as exc:  # noqa: BLE001 - the decoder's failure: the file's, not Darkroom's
             raise decoder_failed(fmt, exc, im) from exc
-        turn = exif_of(im).get(ORIENTATION, 1)
-        turn = turn if isinstance(turn, int) else 1
-        kept, icc = kept_metadata(im), kept_profile(im) if keep_colour else None
+        kept, icc = kept_metadata(im, exif), kept_profile(im) if keep_colour else None
     frames = [to_working_mode(upright(frame, turn), srgb=icc is None) for frame, _ in raw]
     if len({f.mode for f in frames}) > 1:  # a GIF's later frames may gain alpha the first lacked
         frames = [f.convert("RGBA" if f.mode in ("RGB", "RGBA") else "LA") for f in frames]
@@ -195,12 +202,19 @@ def _read(im: Image.Image, fmt: str, max_pixels: int,
         upright_size = displayed_size(im)
         im.draft(None, reduced_to if upright_size == im.size else (reduced_to[1], reduced_to[0]))
     frames = []
-    for index in range(wanted):
-        if index:
-            im.seek(index)
-        im.load()
-        frame = im.copy()  # with its info: the profile and transparency to_working_mode reads
-        frames.append((frame, int(im.info.get("duration") or 0)))
+    # A later frame may claim a larger canvas than the header: Pillow checks each seek against this.
+    pillow_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, max_pixels // 2
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            for index in range(wanted):
+                if index:
+                    im.seek(index)
+                im.load()
+                frame = im.copy()  # with its info: the profile and transparency to_working_mode reads
+                frames.append((frame, int(im.info.get("duration") or 0)))
+    finally:
+        Image.MAX_IMAGE_PIXELS = pillow_limit
     return frames, count
 
 

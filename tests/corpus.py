@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import threading
 from collections import Counter
-from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image
+
+from bench.load import Client
 
 REPO = Path(__file__).resolve().parent.parent
 #: Every op, each with its default argument.
@@ -26,7 +28,7 @@ ALL_OPS = ["thumbnail", "resize", "grayscale", "blur", "sharpen", "edges", "sepi
 
 
 def corpus_dir() -> Path:
-    """Where the outside corpus lies: ``$DARKROOM_CORPUS``, else ``../shared/corpus/pillow``."""
+    """Where the outside corpus lies: ``$DARKROOM_CORPUS``, else ``../shared/corpus/pillow`` beside the repository."""
     named = os.environ.get("DARKROOM_CORPUS")
     return Path(named) if named else REPO.parent / "shared" / "corpus" / "pillow"
 
@@ -99,8 +101,9 @@ def check_job(client, name: str, job: dict, reference: tuple[int, int] | None) -
     if reference is not None and reference != shown:
         return f"{name}: reported {shown}, Pillow shows {reference}"
     for output in job["outputs"]:
-        data = client.get(output["url"]).data
+        status, data = client.get(output["url"])
         try:
+            assert status == 200, status
             im = Image.open(io.BytesIO(data))
             im.load()
             frames = getattr(im, "n_frames", 1)
@@ -113,32 +116,27 @@ def check_job(client, name: str, job: dict, reference: tuple[int, int] | None) -
     return None
 
 
-def post(client, path: Path, ops: Iterable[str] = ALL_OPS):
-    """Upload one file under its own name with ``ops``; return the response."""
-    form = {"image": (io.BytesIO(path.read_bytes()), path.name), "ops": list(ops)}
-    return client.post("/jobs", data=form, headers={"Accept": "application/json"},
-                       content_type="multipart/form-data")
+def upload_each(port: int, files: list[Path], tally: Tally, threads: int = 2) -> None:
+    """Post every file with all nine ops from ``threads`` clients at once; delete each job once checked."""
 
-
-def upload_each(app, files: list[Path], tally: Tally, threads: int = 2) -> None:
-    """Post every file from ``threads`` clients at once; delete each job once it is checked."""
-
-    def one(client, path: Path) -> None:
+    def one(client: Client, path: Path) -> None:
         name = str(path.relative_to(corpus_dir()))
-        response = post(client, path)
-        body = response.get_json(silent=True) or {}
-        if response.status_code == 201:
+        status, data = client.upload(path.read_bytes(), ALL_OPS)
+        try:
+            body = json.loads(data)
+        except ValueError:
+            body = {}
+        if status == 201:
             problem = check_job(client, name, body, _displayed(path))
-            client.post(f"/jobs/{body['id']}/delete", headers={"Accept": "application/json"})
+            client.request("POST", f"/jobs/{body['id']}/delete")
             tally.add("201" if problem is None else "201 wrong", problem)
-        elif 400 <= response.status_code < 500 and body.get("kind"):
-            tally.add(f"{response.status_code} {body['kind']}")
+        elif 400 <= status < 500 and body.get("kind"):
+            tally.add(f"{status} {body['kind']}")
         else:
-            tally.add(f"{response.status_code} {body.get('kind', '')}".strip(),
-                      f"{name}: {response.status_code} {body.get('error')!r}")
+            tally.add(f"{status} {body.get('kind', '')}".strip(), f"{name}: {status} {body.get('error')!r}")
 
     def worker(share: list[Path]) -> None:
-        client = app.test_client()
+        client = Client(port, timeout=120)  # a hang fails the run
         for path in share:
             one(client, path)
 
@@ -155,13 +153,3 @@ def leftovers(root: Path) -> list[Path]:
             and "handoff" not in p.parts]
 
 
-def rss_kb() -> int:
-    """This process's resident set size."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
-
-__all__ = ["ALL_OPS", "Tally", "corpus_dir", "expected_size", "leftovers", "pinned_files", "post",
-           "rss_kb", "upload_each"]
