@@ -161,10 +161,11 @@ def decode(path: Path, max_pixels: int, *, reduced_to: tuple[int, int] | None = 
     stored = im.size
     with im:
         try:
-            # Before the pixels: a TIFF's tags are read from the file, which loading closes.
-            exif = exif_of(im)
-            turn = turn_of(exif)  # now: once the pixels are loaded, a TIFF's EXIF reads as empty
+            # A TIFF's EXIF is read from the file, which loading closes: before the pixels. A PNG's
+            # may follow its pixels, and reading it first would load them outside this check.
+            exif = exif_of(im) if fmt != "PNG" else None
             raw, count = _read(im, fmt, max_pixels, reduced_to)
+            exif = exif_of(im) if exif is None else exif
         except BadImage:
             raise
         except MemoryError as exc:  # the file asks for more than a job may hold: a limit, not a bug
@@ -174,6 +175,7 @@ def decode(path: Path, max_pixels: int, *, reduced_to: tuple[int, int] | None = 
                             "megapixels.") from exc
         except Exception as exc:  # noqa: BLE001 - the decoder's failure: the file's, not Darkroom's
             raise decoder_failed(fmt, exc, im) from exc
+        turn = turn_of(exif)
         kept, icc = kept_metadata(im, exif), kept_profile(im) if keep_colour else None
     frames = [to_working_mode(upright(frame, turn), srgb=icc is None) for frame, _ in raw]
     if len({f.mode for f in frames}) > 1:  # a GIF's later frames may gain alpha the first lacked

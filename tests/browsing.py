@@ -38,11 +38,12 @@ def live_server(make_app):
 
 
 @contextmanager
-def open_page(browser, base_url, screen=DESKTOP, allowed=("400 (BAD REQUEST)",), **options):
+def open_page(browser, base_url, screen=DESKTOP, allowed=("400 (BAD REQUEST)", "415 (UNSUPPORTED MEDIA TYPE)"),
+              **options):
     """A page in a new context on ``screen`` that fails the test on any script or console error.
 
     No script error, no Content-Security-Policy violation, no missing file;
-    the only errors are those a test provokes on purpose (``allowed``), such as the 400 it asserts on.
+    the only errors are those a test provokes on purpose (``allowed``), such as the 400 or 415 it asserts on.
     """
     context = browser.new_context(base_url=base_url, accept_downloads=True, **screen, **options)
     page = context.new_page()

@@ -142,17 +142,7 @@ def test_16_bit_greyscale_keeps_every_tone(client):
     assert 124 <= out["thumbnail:128"].convert("L").getpixel((64, 2)) <= 132
 
 
-# 5. Animation ------------------------------------------------------------------------------------
-
-def test_animated_images_say_only_the_first_frame_was_used(client):
-    frames = [Image.new("RGB", (60, 40), c) for c in ((200, 0, 0), (0, 200, 0), (0, 0, 200))]
-    data = encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
-    job = job_of(client, data, ["grayscale"], name="spin.gif")
-    assert job["source"]["frames"] == 3
-    page = client.get("/").get_data(as_text=True)
-    assert "Animated (3 frames): only the first frame was processed." in page
-    still = job_of(client, image_bytes((60, 40)), ["grayscale"], name="still.jpg")
-    assert "frames" not in still["source"]
+# 5. Animation: see test_real_images.py ---------------------------------------------------------
 
 
 # 6. Metadata -------------------------------------------------------------------------------------

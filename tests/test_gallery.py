@@ -140,7 +140,7 @@ def test_several_files_in_one_plain_form_make_one_job_each(client):
     assert [j["source"]["name"] for j in session_jobs(client)] == ["one.jpg", "two.png"]
     page = client.get("/").get_data(as_text=True)
     assert "Done: 1 image from one.jpg." in page and "Done: 1 image from two.png." in page
-    assert "notes.jpg: The file is not an image Darkroom reads" in page
+    assert "notes.jpg: This file is not an image Darkroom reads" in page
 
 
 def test_several_files_with_no_operation_get_one_refusal(client):

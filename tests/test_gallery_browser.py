@@ -92,7 +92,7 @@ def test_several_files_are_queued_one_job_each(screen_page, tmp_path):
     assert rows.nth(2).locator(".queue-text").inner_text() == "Waiting"
     wait_until(page, "!document.getElementById('submit').disabled", timeout=60)
     assert [rows.nth(i).get_attribute("class") for i in range(3)] == ["ok", "error", "ok"]
-    assert "notes.jpg: The file is not an image Darkroom reads" in page.locator("#messages").inner_text()
+    assert "notes.jpg: This file is not an image Darkroom reads" in page.locator("#messages").inner_text()
     expect(page.locator("#status")).to_have_text("2 of 3 photos done; 1 was not processed (see above).")
     assert page.locator("article.job h3").all_inner_texts() == ["two.jpg", "one.jpg"]
     # The chosen operations applied to every file, and are still chosen.

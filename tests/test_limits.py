@@ -85,7 +85,7 @@ def test_refused_jobs_do_not_use_the_byte_budget(make_app):
     app = make_app(DARKROOM_CLIENT_BYTES_PER_HOUR=3 * len(image_bytes()))
     client = app.test_client()
     for _ in range(5):
-        assert upload(client, data=b"not an image").status_code == 400
+        assert upload(client, data=b"not an image").status_code == 415
     assert upload(client, ops=["invert"]).status_code == 201
 
 
@@ -136,13 +136,13 @@ def test_refusals_from_clients_without_a_session_write_no_row(make_app):
     refusals = [
         upload(app.test_client()),  # 429
         upload(app.test_client(), json=False),  # 429 from the form
-        upload(client_at(app, "192.0.2.3"), json=False, data=b"junk"),  # 400
+        upload(client_at(app, "192.0.2.3"), json=False, data=b"junk"),  # 415
         upload(app.test_client(), json=False, Origin="https://evil.example"),  # 403
         app.test_client().post("/session/clear"),
         app.test_client().get("/api/session"),
         app.test_client().get("/api/progress"),
     ]
-    assert [r.status_code for r in refusals] == [429, 429, 400, 403, 303, 200, 200]
+    assert [r.status_code for r in refusals] == [429, 429, 415, 403, 303, 200, 200]
     assert all("Set-Cookie" not in r.headers for r in refusals)
     assert session_rows(app) == rows
 

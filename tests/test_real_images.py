@@ -208,6 +208,8 @@ def test_animations_keep_every_frame_with_its_timing_for_every_op(client, fmt, n
             durations.append(im.info["duration"])
         assert durations == [100, 200, 300, 400] and im.info["loop"] == 0
     assert "Animated (4 frames): every frame was processed." in client.get("/").get_data(as_text=True)
+    still = upload(client, encode(Image.new("RGB", (60, 40)), "GIF"), ops=["invert"], name="still.gif").get_json()
+    assert "frames" not in still["source"] and "frames" not in still["outputs"][0]
 
 
 def test_an_animation_over_the_pixel_budget_keeps_its_first_frame_and_says_so(make_app):
