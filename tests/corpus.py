@@ -28,9 +28,13 @@ ALL_OPS = ["thumbnail", "resize", "grayscale", "blur", "sharpen", "edges", "sepi
 
 
 def corpus_dir() -> Path:
-    """Where the outside corpus lies: ``$DARKROOM_CORPUS``, else ``../shared/corpus/pillow`` beside the repository."""
+    """Where the outside corpus lies: ``$DARKROOM_CORPUS``, else ``shared/corpus/pillow`` beside the
+    repository (``../shared``) or beside one of its parent folders."""
     named = os.environ.get("DARKROOM_CORPUS")
-    return Path(named) if named else REPO.parent / "shared" / "corpus" / "pillow"
+    if named:
+        return Path(named)
+    beside = [folder / "shared" / "corpus" / "pillow" for folder in REPO.parents]
+    return next((path for path in beside if path.is_dir()), beside[0])
 
 
 def pinned_files(folder: Path) -> list[Path]:
