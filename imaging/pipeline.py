@@ -163,7 +163,9 @@ def decode(path: Path, max_pixels: int, *, reduced_to: tuple[int, int] | None = 
         try:
             # A TIFF's EXIF is read from the file, which loading closes: before the pixels. A PNG's
             # may follow its pixels, and reading it first would load them outside this check.
+            # (An EXIF block read before is lazy: its orientation too is read now.)
             exif = exif_of(im) if fmt != "PNG" else None
+            turn = turn_of(exif) if exif is not None else None
             raw, count = _read(im, fmt, max_pixels, reduced_to)
             exif = exif_of(im) if exif is None else exif
         except BadImage:
@@ -175,7 +177,7 @@ def decode(path: Path, max_pixels: int, *, reduced_to: tuple[int, int] | None = 
                             "megapixels.") from exc
         except Exception as exc:  # noqa: BLE001 - the decoder's failure: the file's, not Darkroom's
             raise decoder_failed(fmt, exc, im) from exc
-        turn = turn_of(exif)
+        turn = turn_of(exif) if turn is None else turn
         kept, icc = kept_metadata(im, exif), kept_profile(im) if keep_colour else None
     frames = [to_working_mode(upright(frame, turn), srgb=icc is None) for frame, _ in raw]
     if len({f.mode for f in frames}) > 1:  # a GIF's later frames may gain alpha the first lacked

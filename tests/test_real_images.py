@@ -279,3 +279,10 @@ def test_a_phones_display_p3_photo_keeps_its_profile_and_colours(client, real):
         worst = max(lab_of(out, (source.width - 1 - x, source.height - 1 - y)).delta_e(c, method="2000")
                     for (x, y), c in zip(points, colours, strict=True))
         assert worst <= 2
+
+
+@pytest.mark.parametrize("real", ["g4_orientation_6.tif", "g4_orientation_8.tif"], indirect=True)
+def test_a_tiffs_orientation_turns_it_like_a_jpegs(client, real):
+    job = post_file(client, real, ops=("invert",)).get_json()
+    assert (job["source"]["width"], job["source"]["height"]) == (88, 590)  # stored 590×88, turned a quarter
+    assert decode(client.get(job["outputs"][0]["url"]).data).size == (88, 590)
