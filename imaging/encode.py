@@ -19,12 +19,11 @@ Timing = tuple[list[int], int | None, str]
 ANIMATES = {"GIF", "PNG", "WEBP", "AVIF"}
 #: What Pillow says when libwebp runs out of memory (VP8_ENC_ERROR_OUT_OF_MEMORY is 1).
 WEBP_OUT_OF_MEMORY = "encoding error 1"
-#: The extension each output format is written with.
-EXTENSIONS = {"GIF": "gif", "PNG": "png", "WEBP": "webp", "AVIF": "avif", "JPEG": "jpg"}
+#: The extension each output format is written with (GIF only for an animated GIF's outputs).
+EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "AVIF": "avif", "GIF": "gif"}
 
 #: Output formats by the name a user gives, as Pillow names them, with the extension written.
-OUTPUT_FORMATS = {"jpeg": ("JPEG", "jpg"), "png": ("PNG", "png"), "webp": ("WEBP", "webp"),
-                  "avif": ("AVIF", "avif")}
+OUTPUT_FORMATS = {fmt.lower(): (fmt, EXTENSIONS[fmt]) for fmt in ("JPEG", "PNG", "WEBP", "AVIF")}
 #: Each lossy format's default quality (their scales differ: AVIF 60 looks like JPEG 85).
 DEFAULT_QUALITY = {"JPEG": 85, "WEBP": 80, "AVIF": 60}
 METADATA_CHOICES = ("none", "copyright")

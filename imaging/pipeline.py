@@ -82,8 +82,7 @@ def unreadable(path: Path, head: bytes, exc: BaseException | None = None) -> Bad
     return UnsupportedFormat(f"This file is not an image Darkroom reads; it reads {formats.READABLE}.")
 
 
-def _open(path: Path, max_pixels: int, allowed: list[str]) -> Image.Image:
-    head = formats.head_of(path)
+def _open(path: Path, head: bytes, max_pixels: int, allowed: list[str]) -> Image.Image:
     try:
         im = Image.open(path, formats=allowed)
     except MemoryError:
@@ -98,7 +97,7 @@ def _open(path: Path, max_pixels: int, allowed: list[str]) -> Image.Image:
     return im
 
 
-def _check_isobmff(path: Path, fmt: str, max_pixels: int) -> tuple[int, int] | None:
+def _check_isobmff(path: Path, max_pixels: int) -> tuple[int, int] | None:
     """A HEIF or AVIF's declared size, checked against the limit before its decoder reads the file."""
     size = formats.isobmff_size(path)
     if size is not None:
@@ -112,11 +111,12 @@ def probe(path: Path, max_pixels: int) -> dict[str, Any]:
     HEIC and AVIF are read from their boxes (their size, None if not found);
     the child checks their size again before decoding.
     """
-    fmt = formats.sniff_isobmff(formats.head_of(path))
+    head = formats.head_of(path)
+    fmt = formats.sniff_isobmff(head)
     if fmt:
-        size = _check_isobmff(path, fmt, max_pixels)
+        size = _check_isobmff(path, max_pixels)
         return {"format": fmt, "width": size[0] if size else None, "height": size[1] if size else None}
-    with _open(path, max_pixels, formats.HEADER_FORMATS) as im:
+    with _open(path, head, max_pixels, formats.HEADER_FORMATS) as im:
         width, height = displayed_size(im)
         return {"format": im.format, "width": width, "height": height}
 
@@ -153,10 +153,11 @@ def decode(path: Path, max_pixels: int, *, reduced_to: tuple[int, int] | None = 
     """
     from . import child_codecs  # noqa: F401  (HEIC and the rest: only where pixels are decoded)
 
-    sniffed = formats.sniff_isobmff(formats.head_of(path))
+    head = formats.head_of(path)
+    sniffed = formats.sniff_isobmff(head)
     if sniffed:
-        _check_isobmff(path, sniffed, max_pixels)
-    im = _open(path, max_pixels, formats.DECODERS)
+        _check_isobmff(path, max_pixels)
+    im = _open(path, head, max_pixels, formats.DECODERS)
     fmt = im.format or sniffed or ""
     stored = im.size
     with im:

@@ -164,7 +164,6 @@ def _child_failed(exc: handoff.ChildFailed):
 def log_bug(exc: BaseException, child_traceback: str | None = None) -> str:
     """Log an unexpected exception with its traceback (the child's too) under a new id; return the id."""
     error_id = secrets.token_hex(6)
-    g.error_id = error_id
     current_app.logger.error("error %s: %s %s%s", error_id, request.method, request.path,
                              f"; in the child:\n{child_traceback}" if child_traceback else "", exc_info=exc)
     return error_id

@@ -118,8 +118,10 @@ def requested_encoding() -> dict[str, Any]:
     return dataclasses.asdict(encoding)
 
 
-def accept_upload(ws: storage.Workspace, job_id: str, upload: FileStorage) -> dict[str, Any]:
-    """Stream the upload into a new job directory and read its header.
+def accept_upload(
+    ws: storage.Workspace, job_id: str, upload: FileStorage, ops: list[str], encoding: dict[str, Any],
+) -> dict[str, Any]:
+    """Stream the upload into a new job directory, read its header and check its outputs fit their format.
 
     Returns the source description; on any refusal the directory is gone again.
     """
@@ -131,6 +133,9 @@ def accept_upload(ws: storage.Workspace, job_id: str, upload: FileStorage) -> di
         if size == 0:
             raise imaging.BadImage("The uploaded file is empty.")
         header = imaging.probe(path, current_app.config["DARKROOM_MAX_PIXELS"])
+        # A chosen format too small for an output is refused before any child starts.
+        imaging.check_encodable(imaging.parse_ops(ops), (header["width"], header["height"]),
+                                imaging.Encoding(**encoding))
         source_file = "source." + imaging.extension(header["format"])
         path.rename(job_dir / source_file)
     except BaseException:
@@ -160,13 +165,7 @@ def make_job(
 ) -> dict[str, Any]:
     """Store one uploaded file, render its derivatives in a child and return the job it recorded."""
     job_id = storage.new_id()
-    source = accept_upload(ws, job_id, upload)
-    try:  # a chosen format too small for an output is refused before any child starts
-        imaging.check_encodable(imaging.parse_ops(ops), (source["width"], source["height"]),
-                                imaging.Encoding(**encoding))
-    except imaging.OverLimit:
-        ws.remove_job_dir(job_id)
-        raise
+    source = accept_upload(ws, job_id, upload, ops, encoding)
     started = time.time()
     config = current_app.config
     # Past this, no child can still be working on the job: its note expires with it.
