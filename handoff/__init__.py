@@ -6,6 +6,7 @@
     from handoff import Handoff, run
 
     app = Flask(__name__)
+    app.secret_key = "change me"           # sessions need a secret key
     Handoff(app)
 
     def write_to_session(session):        # at module level: the child imports it by name
@@ -14,16 +15,35 @@
     @app.get("/multi")
     def multi():
         run(write_to_session, session)    # the child's write lands in flask.session
-        return str(session.items())
+        return dict(session)
 
 The child makes one call and exits, so the memory it touched goes back to
 the system. Imports neither Pillow nor anything of the app that uses it.
 """
 
 from ._child import report
-from ._extension import Handoff, check_importable, default_max_children, run, running
+from ._extension import Handoff, RemoteTraceback, check_importable, default_max_children, run, running
 from ._submit import Handle, handle, submit
-from .errors import Busy, ChildFailed, HandoffError, Timeout
+from .errors import AlreadyCollected, Busy, ChildFailed, HandoffError, NoSuchCall, NotFinished, Timeout
 
-__all__ = ["Busy", "ChildFailed", "Handle", "Handoff", "HandoffError", "Timeout", "check_importable",
-           "default_max_children", "handle", "report", "run", "running", "submit"]
+__version__ = "1.0.0"
+
+__all__ = [
+    "AlreadyCollected",
+    "Busy",
+    "ChildFailed",
+    "Handle",
+    "Handoff",
+    "HandoffError",
+    "NoSuchCall",
+    "NotFinished",
+    "RemoteTraceback",
+    "Timeout",
+    "check_importable",
+    "default_max_children",
+    "handle",
+    "report",
+    "run",
+    "running",
+    "submit",
+]

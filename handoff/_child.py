@@ -6,10 +6,12 @@ every child starts with it imported.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
-import resource
-import tempfile
+import pickle
+import signal
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, MutableMapping
@@ -18,12 +20,14 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from filelock import BaseFileLock, FileLock, SoftFileLock
+from filelock import BaseFileLock
 
-#: ``file``: the kernel's flock (one machine); ``soft``: an existence lock for shared
-#: filesystems, reclaimed from a dead holder by its PID.
-LOCK_TYPES: dict[str, type[BaseFileLock]] = {"file": FileLock, "soft": SoftFileLock}
+from .files import lease, new_lock, write_json
+
 Outcome = dict[str, Any]
+
+#: How often, in seconds, a child checks that its parent is still there.
+ORPHAN_CHECK = 0.5
 
 
 class SessionArgument:
@@ -48,6 +52,8 @@ class Call:
     memory_mb: int | None = None
     fn_name: str = field(default="")
     detached: bool = False  # submitted: the outcome is recorded for a later request
+    reraise: tuple[type[BaseException], ...] = ()  # exception types sent back as themselves
+    deadline: float = 0.0  # time.time() by which the call has ended, however it ends
 
     @property
     def record_path(self) -> Path:
@@ -63,14 +69,6 @@ class Call:
         """The session's lock (a new, unacquired object)."""
         assert self.lock_path is not None
         return new_lock(self.lock_path, self.lock_type)
-
-
-def new_lock(path: str, lock_type: str) -> BaseFileLock:
-    """A new, unacquired lock of ``lock_type`` on ``path`` (whose file is kept, never deleted)."""
-    cls = LOCK_TYPES[lock_type]
-    if cls is SoftFileLock:  # its marker file is what holds the lock: it must go on release
-        return cls(path, timeout=30)
-    return cls(path, timeout=30, preserve_lock_file=True)
 
 
 class ChildSession(MutableMapping[str, Any]):
@@ -109,19 +107,6 @@ class ChildSession(MutableMapping[str, Any]):
         return {"set": {k: self._data[k] for k in sorted(self.changed)}, "deleted": sorted(self.deleted)}
 
 
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON so that a reader sees the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, separators=(",", ":"))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 _current: Call | None = None  # the call this child is running
 
 
@@ -129,35 +114,55 @@ def report(**fields: Any) -> None:
     """Tell the parent (and any other request of the session) how the call is getting on.
 
     Call it from the function running in the child, e.g. ``report(step="blur",
-    done=2, total=5)``; ``Handoff.running()`` reads it. Does nothing outside a
+    done=2, total=5)``; ``handoff.running()`` reads it. Does nothing outside a
     child or in a call made without a session.
+
+    The note is a lease (:func:`handoff.files.lease`): it names this child and
+    the call's deadline, so ``running()`` never reports a call whose child is gone.
     """
     call = _current
     if call is None or call.folder is None:
         return
-    note = {"call": call.id, "fn": call.fn_name, "pid": os.getpid(), "updated": time.time(), **fields}
+    note = {**fields, "call": call.id, "fn": call.fn_name, "updated": time.time(), **lease(0),
+            "deadline": call.deadline}
     write_json(call.progress_path, note)
 
 
 def limit_memory(megabytes: int) -> None:
     """Cap this process's address space: a runaway call fails with MemoryError, not the OOM killer."""
+    import resource  # Unix only: imported where it is used, so the package imports everywhere
+
     limit = megabytes * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
-def peak_rss_kb() -> int:
-    """This process's peak resident set size in KiB."""
+def peak_rss_kb() -> int | None:
+    """This process's peak resident set size in KiB (None where there is no ``resource`` module)."""
+    try:
+        import resource
+    except ImportError:
+        return None
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def failure(exc: BaseException) -> Outcome:
-    """The outcome of a call whose function raised ``exc``."""
+def failure(exc: BaseException, reraise: tuple[type[BaseException], ...] = ()) -> Outcome:
+    """The outcome of a call whose function raised ``exc``.
+
+    An instance of a ``reraise`` type goes back pickled, to be raised as itself
+    in the parent (if it cannot be pickled, it is reported like any other).
+    """
     try:
         text = traceback.format_exc()
     except MemoryError:  # formatting needs memory too
         text = None
-    return {"status": "raised", "type": type(exc).__name__, "detail": str(exc)[:2000], "traceback": text,
-            "errno": getattr(exc, "errno", None)}
+    outcome = {"status": "raised", "type": type(exc).__name__, "detail": str(exc)[:2000], "traceback": text,
+               "errno": getattr(exc, "errno", None)}
+    if reraise and isinstance(exc, reraise):
+        try:
+            outcome["exception"] = base64.b64encode(pickle.dumps(exc)).decode("ascii")  # JSON holds it too
+        except Exception:
+            pass
+    return outcome
 
 
 def perform(call: Call) -> Outcome:
@@ -181,8 +186,8 @@ def perform(call: Call) -> Outcome:
             limit_memory(call.memory_mb)
         value = call.fn(*[bind(a) for a in call.args], **{k: bind(v) for k, v in call.kwargs.items()})
         outcome: Outcome = {"status": "ok", "value": value}
-    except BaseException as exc:  # reported to the parent, which raises ChildFailed
-        outcome = failure(exc)
+    except BaseException as exc:  # reported to the parent, which raises ChildFailed (or exc itself)
+        outcome = failure(exc, call.reraise)
     finally:
         _current = None
     if call.folder is not None and (call.detached or (sessions and outcome["status"] == "ok")):
@@ -227,8 +232,32 @@ def import_string(path: str) -> Callable[[], Any]:
     return getattr(module, attribute)
 
 
+def _settle(conn: Connection) -> None:
+    """Make this child the leader of its own process group, and its end of the pipe blocking.
+
+    The parent kills the whole group when the call ends, so whatever the call
+    started ends with it. A parent monkey-patched by gevent or eventlet made
+    the pipe non-blocking; a child is neither, and waits on it.
+    """
+    if hasattr(os, "setpgrp"):
+        os.setpgrp()
+        threading.Thread(target=_end_with_parent, args=(os.getppid(),), name="handoff-orphan-watch",
+                         daemon=True).start()
+    os.set_blocking(conn.fileno(), True)
+
+
+def _end_with_parent(parent: int) -> None:
+    # In a group of its own, the child no longer hears what ends its parent's
+    # group; when the parent (the forkserver, which ends with the web
+    # process) is gone, the call is of no use to anyone: end it and its group.
+    while os.getppid() == parent:
+        time.sleep(ORPHAN_CHECK)
+    os.killpg(os.getpid(), signal.SIGKILL)
+
+
 def warm_main(conn: Connection, rehearsal: str | None) -> None:
     """Entry point of a child started ahead of time: rehearse, wait for one call, run it, exit."""
+    _settle(conn)
     if rehearsal:
         import_string(rehearsal)()
     try:
@@ -240,4 +269,5 @@ def warm_main(conn: Connection, rehearsal: str | None) -> None:
 
 def spawn_main(conn: Connection, call: Call) -> None:
     """Entry point of a child started for one given call."""
+    _settle(conn)
     send(conn, perform(call))

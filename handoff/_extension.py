@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import inspect
 import json
 import logging
 import os
-import re
-import secrets
+import pickle
 import sys
 import threading
 import time
@@ -18,14 +18,14 @@ from typing import Any, TypeVar
 from flask import Flask, current_app, has_request_context, jsonify, request, session
 from flask.typing import ResponseReturnValue
 
-from ._child import LOCK_TYPES, Call, Outcome, SessionArgument
+from ._child import Call, Outcome, SessionArgument, import_string
 from ._processes import describe_exit
 from ._runners import MODES, Runner
 from .errors import Busy, ChildFailed, HandoffError, Timeout
+from .files import LOCK_TYPES, is_live, is_valid_id, new_id
 
 log = logging.getLogger("handoff")
 T = TypeVar("T")
-_ID = re.compile(r"[0-9A-Za-z_-]{16,64}")
 
 #: Every setting, with its default. ``Handoff(max_children=4)`` sets the default
 #: of ``HANDOFF_MAX_CHILDREN``; a value in ``app.config`` wins over both.
@@ -39,6 +39,7 @@ DEFAULTS: dict[str, Any] = {
     "HANDOFF_LOCK_TYPE": "file",  # file (one machine) or soft (shared filesystems)
     "HANDOFF_PRELOAD": [],  # modules the forkserver imports once, for every child
     "HANDOFF_REHEARSAL": None,  # "module:function" a waiting child runs to warm itself up
+    "HANDOFF_RERAISE": [],  # exception types (or "module:Name") raised in the parent as themselves
 }
 OPTIONS = {key.removeprefix("HANDOFF_").lower(): key for key in DEFAULTS}
 
@@ -62,6 +63,7 @@ class _State:
         self.lock_type: str = config["HANDOFF_LOCK_TYPE"]
         self.preload = list(config["HANDOFF_PRELOAD"])
         self.rehearsal: str | None = config["HANDOFF_REHEARSAL"]
+        self.reraise = tuple(_exception_type(t) for t in config["HANDOFF_RERAISE"])
         self.custom_session_id = session_id
         self._lock = threading.Lock()
         self._runner: tuple[int, Runner] | None = None
@@ -80,9 +82,12 @@ class _State:
         with the child's writes and nothing else.
         """
         if self.custom_session_id is not None:
-            return self.custom_session_id()
+            custom = self.custom_session_id()
+            if not is_valid_id(custom):  # it names a folder: nothing else may get near the filesystem
+                raise ValueError(f"session_id() must return 16 to 64 of [0-9A-Za-z_-], not {custom!r}")
+            return custom
         sid = getattr(session._get_current_object(), "sid", None)  # type: ignore[attr-defined]
-        return sid if isinstance(sid, str) and _ID.fullmatch(sid) else None
+        return sid if is_valid_id(sid) else None
 
     def folder(self, session_id: str | None) -> tuple[str, str]:
         """The folder of a session's call records and progress notes, and its lock file.
@@ -99,6 +104,13 @@ class _State:
             if self._runner is not None and self._runner[0] == os.getpid():
                 self._runner[1].close()
             self._runner = None
+
+
+def _exception_type(value: type[BaseException] | str) -> type[BaseException]:
+    found = import_string(value) if isinstance(value, str) else value
+    if not (isinstance(found, type) and issubclass(found, BaseException)):
+        raise TypeError(f"HANDOFF_RERAISE lists exception types, not {value!r}")
+    return found
 
 
 class Handoff:
@@ -123,7 +135,12 @@ class Handoff:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
-        """Read the settings from ``app.config`` and register the default error answers."""
+        """Read the settings from ``app.config`` and register the default error answers.
+
+        An app has one Handoff: a second ``init_app`` on it raises RuntimeError.
+        """
+        if "handoff" in app.extensions:
+            raise RuntimeError(f"handoff is already set up on the app {app.name!r}; an app has one Handoff")
         for name, key in OPTIONS.items():
             app.config.setdefault(key, self.options.get(name, DEFAULTS[key]))
         if app.config["HANDOFF_MODE"] not in MODES:
@@ -189,7 +206,7 @@ def _is_session(value: object) -> bool:
 
 
 def _new_call(state: _State, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], *,
-              detached: bool) -> Call:
+              detached: bool, timeout: float) -> Call:
     """The Call for ``fn(*args, **kwargs)``: ``flask.session`` among the arguments becomes a snapshot.
 
     In a request the call gets the session's folder (records, progress);
@@ -204,11 +221,11 @@ def _new_call(state: _State, fn: Callable[..., Any], args: tuple[Any, ...], kwar
     uses_session = in_request and any(_is_session(v) for v in (*args, *kwargs.values()))
     folder, lock_path = state.folder(state.session_id()) if in_request else (None, None)
     return Call(
-        id=secrets.token_hex(12), fn=fn,
+        id=new_id(), fn=fn,
         args=tuple(carry(a) for a in args), kwargs={k: carry(v) for k, v in kwargs.items()},
         session=dict(session) if uses_session else None,
         folder=folder, lock_path=lock_path, lock_type=state.lock_type, memory_mb=state.memory_mb, fn_name=name,
-        detached=detached,
+        detached=detached, reraise=state.reraise, deadline=time.time() + state.queue_timeout + timeout,
     )
 
 
@@ -217,12 +234,13 @@ def run(fn: Callable[..., T], /, *args: Any, timeout: float | None = None, **kwa
 
     If an argument is ``flask.session``, the child gets a mapping with the
     session's contents, and every key it sets or deletes is applied to
-    ``flask.session`` when it has finished. Raises ChildFailed, Timeout or Busy.
+    ``flask.session`` when it has finished. Raises ChildFailed, Timeout or
+    Busy, or an exception type named in ``HANDOFF_RERAISE`` as the child raised it.
     """
     state = _state()
-    call = _new_call(state, fn, args, kwargs, detached=False)
-    name, folder, uses_session = call.fn_name, call.folder, call.session is not None
     limit = state.timeout if timeout is None else timeout
+    call = _new_call(state, fn, args, kwargs, detached=False, timeout=limit)
+    name, folder, uses_session = call.fn_name, call.folder, call.session is not None
     started = time.perf_counter()
     try:
         outcome = state.runner().run(call, limit)
@@ -270,10 +288,27 @@ def apply_writes(record: dict[str, Any]) -> None:
         session.pop(key, None)
 
 
-def _error(fn_name: str, outcome: Outcome, timeout: float, memory_mb: int | None) -> HandoffError:
+class RemoteTraceback(Exception):
+    """The ``__cause__`` of an exception re-raised from a child: the child's traceback, as text."""
+
+    def __str__(self) -> str:
+        return f"\n\n(in the child process)\n{self.args[0]}"
+
+
+def _error(fn_name: str, outcome: Outcome, timeout: float, memory_mb: int | None) -> BaseException:
     status, exitcode = outcome["status"], outcome.get("exitcode")
     if status == "timeout":
         return Timeout(f"The call took longer than {timeout:g} s and was stopped.", timeout=timeout)
+    if status == "unstarted":
+        return ChildFailed(outcome.get("detail") or "No child process could be started.")
+    if status == "raised" and outcome.get("exception") is not None:
+        try:
+            exc: BaseException = pickle.loads(base64.b64decode(outcome["exception"]))
+        except Exception:  # e.g. a class whose __init__ takes other arguments than it passed up
+            log.warning("could not rebuild %s from the child; raising ChildFailed", outcome["type"])
+        else:
+            exc.__cause__ = RemoteTraceback(outcome.get("traceback") or "")
+            return exc
     if status == "raised":
         if outcome["type"] == "MemoryError":
             limit = f" ({memory_mb} MB)" if memory_mb else ""
@@ -286,7 +321,12 @@ def _error(fn_name: str, outcome: Outcome, timeout: float, memory_mb: int | None
 
 
 def running() -> list[dict[str, Any]]:
-    """Return the progress notes (``report(...)``) of this session's calls that are running now."""
+    """Return the progress notes (``report(...)``) of this session's calls that are running now.
+
+    Each note is a lease on its child: a note whose child has died (with the
+    web process that ran it, say) or whose call is past its deadline is never
+    returned, and is removed.
+    """
     state = _state()
     session_id = state.session_id()
     if not session_id:  # progress is kept per session: there is no telling whose calls these are
@@ -295,7 +335,11 @@ def running() -> list[dict[str, Any]]:
     notes = []
     for path in folder.glob("*.progress.json") if folder.is_dir() else ():
         try:
-            notes.append(json.loads(path.read_text(encoding="utf-8")))
+            note = json.loads(path.read_text(encoding="utf-8"))
         except (FileNotFoundError, ValueError):  # finished meanwhile, or being replaced
             continue
+        if is_live(note):
+            notes.append(note)
+        else:  # its child is gone, or it is past its deadline: it will never finish
+            path.unlink(missing_ok=True)
     return sorted(notes, key=lambda note: note.get("updated", 0))

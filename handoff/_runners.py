@@ -18,7 +18,6 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from multiprocessing.connection import Connection
@@ -27,10 +26,13 @@ from multiprocessing.process import BaseProcess
 
 from . import _child
 from ._child import Call, Outcome
-from ._processes import collect, mp_context
-from .errors import Busy
+from ._processes import collect, join, mp_context, pipe, start
+from .errors import Busy, ChildFailed
 
 log = logging.getLogger("handoff")
+
+#: The longest pause, in seconds, between attempts to start a waiting child while starting fails.
+RETRY_MAX = 60.0
 
 
 class Runner:
@@ -61,6 +63,8 @@ class Runner:
         def background() -> None:
             try:
                 outcome = self._run(call, timeout)
+            except ChildFailed as exc:  # no child could be started
+                outcome = {"status": "unstarted", "exitcode": None, "detail": exc.message}
             except Exception as exc:  # the thread must not die silently
                 outcome = {"status": "died", "exitcode": None, "detail": repr(exc)}
             finally:
@@ -91,9 +95,9 @@ class SpawnRunner(Runner):
 
     def _run(self, call: Call, timeout: float) -> Outcome:
         ctx = mp_context("spawn")
-        parent_end, child_end = ctx.Pipe(duplex=False)
+        parent_end, child_end = pipe(ctx, duplex=False)
         proc = ctx.Process(target=_child.spawn_main, args=(child_end, call), daemon=True)
-        proc.start()
+        start(proc)
         child_end.close()
         return collect(proc, parent_end, timeout)
 
@@ -151,16 +155,18 @@ class WarmRunner(Runner):
 
     def _start_one(self) -> tuple[BaseProcess, Connection]:
         ctx = self._context()
-        parent_end, child_end = ctx.Pipe()
+        parent_end, child_end = pipe(ctx)
         proc = ctx.Process(target=_child.warm_main, args=(child_end, self.rehearsal), daemon=True)
-        proc.start()
+        start(proc)
         child_end.close()
         return proc, parent_end
 
     def _refill_forever(self) -> None:
         # One background thread keeps the waiting children topped up: starting
         # one costs a few ms of the forkserver's time, none of a request's.
-        # It must outlive any failure to start one (a forkserver killed under it).
+        # It must outlive any failure to start one (a forkserver killed under it),
+        # and back off while starting fails, rather than try every second for ever.
+        failures = 0
         while True:
             with self._changed:
                 self._changed.wait_for(lambda: self._closed or len(self._ready) < self.max_children)
@@ -168,10 +174,18 @@ class WarmRunner(Runner):
                     return
             try:
                 started = self._start_one()
-            except Exception:
-                log.exception("could not start a waiting child; trying again in a second")
-                time.sleep(1)
+            except Exception as exc:
+                failures += 1
+                pause = min(RETRY_MAX, 2.0 ** (failures - 1))
+                if failures == 1:
+                    log.exception("could not start a waiting child; trying again in %g s", pause)
+                else:
+                    log.warning("could not start a waiting child (%s attempts): %s; trying again in %g s",
+                                failures, exc, pause)
+                with self._changed:  # closing ends the pause
+                    self._changed.wait_for(lambda: self._closed, timeout=pause)
                 continue
+            failures = 0
             with self._changed:
                 self._ready.append(started)
 
@@ -191,7 +205,7 @@ class WarmRunner(Runner):
                 if proc.is_alive():
                     return proc, conn
                 conn.close()
-                proc.join(5)
+                join(proc, 5)
         return self._start_one()  # none waiting: start one now (a cold start)
 
     def _run(self, call: Call, timeout: float) -> Outcome:

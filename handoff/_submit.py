@@ -11,8 +11,6 @@ the record, applies the writes to ``flask.session`` and removes all three.
 from __future__ import annotations
 
 import json
-import os
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,9 +19,10 @@ from typing import Any
 
 from flask import has_request_context
 
-from ._child import Outcome, new_lock, write_json
-from ._extension import _ID, _error, _log, _new_call, _state, apply_writes, check_importable
-from .errors import ChildFailed
+from ._child import Outcome
+from ._extension import _error, _log, _new_call, _state, apply_writes, check_importable
+from .errors import AlreadyCollected, ChildFailed, NoSuchCall, NotFinished
+from .files import is_live, is_valid_id, lease, new_lock, write_json
 
 #: How long after its deadline a call with no record counts as lost (its web process died).
 LEASE_GRACE = 10.0
@@ -61,8 +60,9 @@ class Handle:
             return None
 
     def _lost(self) -> bool:
-        lease = self._lease()
-        return lease is None or time.time() > lease["deadline"] + LEASE_GRACE
+        # Lost once its web process is gone (on this host), or some time after its deadline.
+        found = self._lease()
+        return found is None or not is_live({**found, "deadline": found.get("deadline", 0) + LEASE_GRACE})
 
     def done(self) -> bool:
         """Whether the call has ended (or was lost with the process that ran it)."""
@@ -79,23 +79,25 @@ class Handle:
         """Wait up to ``timeout`` seconds (None: forever) for the call, then collect it.
 
         Returns its value and applies its session writes to ``flask.session``
-        (in a request); raises what ``run`` would, ``TimeoutError`` if it has
-        not finished yet, or ``KeyError`` if another request collected it first.
-        A call is collected once: its files are removed.
+        (in a request); raises what ``run`` would, NotFinished if it has not
+        finished yet, or AlreadyCollected if another request collected it
+        first. A call is collected once: its files are removed.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self.record_path.exists():
             if self._lost():
+                if not self.lease_path.exists() and not self.record_path.exists():
+                    raise AlreadyCollected(f"Call {self.id} was collected by another request.")
                 self._forget()
                 raise ChildFailed("The call was lost: the process that ran it stopped before it finished.")
             if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"call {self.id} has not finished")
+                raise NotFinished(f"Call {self.id} has not finished yet.")
             time.sleep(0.05)
         with new_lock(self.lock_path, self.lock_type):
             try:
                 record = json.loads(self.record_path.read_text(encoding="utf-8"))
             except FileNotFoundError:  # another request collected it first
-                raise KeyError(self.id) from None
+                raise AlreadyCollected(f"Call {self.id} was collected by another request.") from None
             self._forget()
         outcome: Outcome = record["outcome"]
         if outcome["status"] != "ok":
@@ -121,14 +123,12 @@ def submit(fn: Callable[..., Any], /, *args: Any, timeout: float | None = None, 
     if not has_request_context():
         check_importable(fn)  # the clearer error first
         raise RuntimeError("handoff.submit() needs a request: its result is collected by the session")
-    call = _new_call(state, fn, args, kwargs, detached=True)
+    limit = state.timeout if timeout is None else timeout
+    call = _new_call(state, fn, args, kwargs, detached=True, timeout=limit)
     name = call.fn_name
     assert call.folder is not None and call.lock_path is not None  # in a request
-    limit = state.timeout if timeout is None else timeout
     handle = Handle(call.id, call.folder, call.lock_path, state.lock_type, state.memory_mb)
-    lease = {"call": call.id, "fn": name, "host": socket.gethostname(), "pid": os.getpid(),
-             "deadline": time.time() + state.queue_timeout + limit}
-    write_json(handle.lease_path, lease)
+    write_json(handle.lease_path, {"call": call.id, "fn": name, **lease(0), "deadline": call.deadline})
     started = time.perf_counter()
 
     def finished(outcome: Outcome) -> None:
@@ -148,12 +148,13 @@ def submit(fn: Callable[..., Any], /, *args: Any, timeout: float | None = None, 
 
 
 def handle(call_id: str) -> Handle:
-    """The Handle of a call this session submitted earlier (on any worker or node); KeyError if there is none."""
+    """The Handle of a call this session submitted earlier (on any worker or node); NoSuchCall if there is none."""
     state = _state()
     folder, lock_path = state.folder(state.session_id())
-    if not _ID.fullmatch(call_id):
-        raise KeyError(call_id)
+    missing = NoSuchCall(f"This session has no call {call_id!r}.")
+    if not is_valid_id(call_id):
+        raise missing
     found = Handle(call_id, folder, lock_path, state.lock_type, state.memory_mb)
     if not (found.record_path.exists() or found.lease_path.exists()):
-        raise KeyError(call_id)
+        raise missing
     return found

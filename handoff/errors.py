@@ -1,4 +1,10 @@
-"""What can go wrong with a call in a child, as exceptions that know their HTTP status."""
+"""Everything a call can raise, as one closed hierarchy of exceptions that know their HTTP status.
+
+``run``, ``submit``, ``handle`` and ``Handle.result`` raise only
+:class:`HandoffError` subclasses, except for the exception types an app names
+in ``HANDOFF_RERAISE``: those travel back from the child as themselves, with
+the child's traceback as their ``__cause__``.
+"""
 
 from __future__ import annotations
 
@@ -14,12 +20,12 @@ class HandoffError(Exception):
 
 
 class ChildFailed(HandoffError):
-    """The function raised in the child, or the child died (a signal, its memory limit).
+    """The function raised in the child, the child died (a signal, its memory limit), or none could start.
 
     ``type_name``, ``detail`` and ``traceback`` describe the exception raised
     in the child (``None`` when it died without one), ``errno`` its error
     number if it was an OSError; ``exitcode`` is the child's exit status
-    (negative: the signal that killed it).
+    (negative: the signal that killed it; ``None``: it never started).
     """
 
     status_code = 500
@@ -48,7 +54,7 @@ class ChildFailed(HandoffError):
 
 
 class Timeout(HandoffError):
-    """The call ran past its timeout; the child was killed and joined."""
+    """The call ran past its timeout; the child and its process group were killed, the child joined."""
 
     status_code = 504
 
@@ -62,3 +68,27 @@ class Busy(HandoffError):
 
     status_code = 503
     retry_after = 5
+
+
+class NotFinished(HandoffError, TimeoutError):
+    """``Handle.result(timeout)``: the submitted call has not finished within ``timeout``."""
+
+    status_code = 202
+
+
+class AlreadyCollected(HandoffError, KeyError):
+    """``Handle.result()``: another request collected this call's result first."""
+
+    status_code = 410
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.message
+
+
+class NoSuchCall(HandoffError, KeyError):
+    """``handle(id)``: this session submitted no call with that id (or it was collected long ago)."""
+
+    status_code = 404
+
+    def __str__(self) -> str:
+        return self.message

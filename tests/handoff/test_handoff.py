@@ -11,9 +11,9 @@ import time
 import handoff_fns as fns
 import pytest
 from flask import Flask, copy_current_request_context, jsonify, session
+from helpers import is_alive, rss_kb
 
 import handoff
-from bench.load import is_alive, rss_kb
 
 
 def make_app(tmp_path, **options):

@@ -1,0 +1,96 @@
+"""What the handoff tests need beside pytest: free ports, process checks, and an HTTP client with cookies."""
+
+from __future__ import annotations
+
+import http.cookiejar
+import json
+import re
+import socket
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_kb(pid: int) -> int:
+    """A process's resident set size in KiB, from /proc."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        found = re.search(r"VmRSS:\s+(\d+)", f.read())
+    assert found is not None
+    return int(found.group(1))
+
+
+def is_alive(pid: int) -> bool:
+    """Whether ``pid`` is a running (not zombie) process."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def wait_for(condition, timeout: float = 30.0, pause: float = 0.02, what: str = "a condition") -> Any:
+    """Poll ``condition()`` until it returns something true; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(pause)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+def read_pid(path) -> int | None:
+    """The pid a child wrote to ``path``, once it has written all of it."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    return int(text) if text.strip() else None
+
+
+class Response:
+    def __init__(self, status: int, body: bytes, headers: Any) -> None:
+        self.status_code = status
+        self.data = body
+        self.headers = headers
+
+    def get_json(self) -> Any:
+        return json.loads(self.data)
+
+    @property
+    def text(self) -> str:
+        return self.data.decode("utf-8", "replace")
+
+
+class Client:
+    """A client of a real server on 127.0.0.1 with its own cookie jar (its own session)."""
+
+    def __init__(self, port: int, timeout: float = 120) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+        self.timeout = timeout
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+
+    def request(self, method: str, path: str, json_body: Any = None, headers: dict[str, str] | None = None,
+                ) -> Response:
+        data = None if json_body is None else json.dumps(json_body).encode()
+        req = urllib.request.Request(self.base + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json", **(headers or {})})
+        try:
+            with self.opener.open(req, timeout=self.timeout) as r:
+                return Response(r.status, r.read(), r.headers)
+        except urllib.error.HTTPError as e:
+            return Response(e.code, e.read(), e.headers)
+
+    def get(self, path: str, **kw: Any) -> Response:
+        return self.request("GET", path, **kw)
+
+    def post(self, path: str, json: Any = None, **kw: Any) -> Response:
+        return self.request("POST", path, json_body=json, **kw)
