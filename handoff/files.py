@@ -91,7 +91,14 @@ def lease(seconds: float, pid: int | None = None) -> dict[str, Any]:
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists on this host."""
+    """Whether a process with this pid runs on this host (a zombie, dead but not yet reaped, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc here: ask the process table
+        pass
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

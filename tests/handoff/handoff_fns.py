@@ -72,3 +72,37 @@ def unpicklable():
 
 def pid():
     return os.getpid()
+
+
+def start_grandchild(pid_file, then_sleep):
+    """Start a subprocess (as a call that shells out would), note its pid, then sleep or return."""
+    import subprocess
+
+    grandchild = subprocess.Popen(["sleep", "120"])
+    Path(pid_file).write_text(str(grandchild.pid))
+    time.sleep(then_sleep)
+    return grandchild.pid
+
+
+class Refused(Exception):
+    """An expected failure an app names in HANDOFF_RERAISE, with fields of its own."""
+
+    def __init__(self, message, kind):
+        super().__init__(message, kind)
+        self.message = message
+        self.kind = kind
+
+
+class Unrebuildable(Exception):
+    """Pickles, but cannot be rebuilt: its __init__ wants an argument it never passes up."""
+
+    def __init__(self, a, b):
+        super().__init__(f"{a} {b}")
+
+
+def refuse(kind):
+    raise Refused(f"refused: {kind}", kind)
+
+
+def refuse_unrebuildably():
+    raise Unrebuildable(1, 2)

@@ -42,11 +42,12 @@ def create_app(root=None, secret=None):
 
     @app.post("/result/<call_id>")
     def result(call_id):
-        try:
-            value = handoff.handle(call_id).result(timeout=request.args.get("wait", 0.0, type=float))
-        except TimeoutError:
-            return {"error": "not finished"}, 202
+        value = handoff.handle(call_id).result(timeout=request.args.get("wait", 0.0, type=float))
         return jsonify(value=value, session=dict(session))
+
+    @app.get("/running")
+    def running():
+        return jsonify(handoff.running())
 
     @app.post("/session")
     def set_session():
@@ -54,7 +55,8 @@ def create_app(root=None, secret=None):
         folder_id()
         return jsonify(dict(session))
 
-    app.register_error_handler(KeyError, lambda e: ({"error": "no such call"}, 404))
+    for error in (handoff.NotFinished, handoff.AlreadyCollected, handoff.NoSuchCall):
+        app.register_error_handler(error, lambda e: ({"error": e.message}, e.status_code))
     return app
 
 

@@ -138,6 +138,7 @@ def test_concurrent_requests_of_one_session_get_only_their_own_writes(app, clien
         t.start()
     for t in threads:
         t.join()
+    assert sorted(answers) == list(range(8))  # every request answered (a thread that died has no answer)
     for i, after in answers.items():
         assert {k for k in after if k.startswith("key")} == {f"key{i}"}
 

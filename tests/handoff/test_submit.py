@@ -53,7 +53,7 @@ def test_submitted_on_one_worker_collected_on_another(workers, tmp_path):
     assert body["value"] is None
     assert {"outside_function": "outside", "inside_function": "inside"}.items() <= body["session"].items()
     assert files(tmp_path) == []  # lease, progress and record gone once collected
-    assert b.post(f"/result/{call_id}").status_code == 404  # collected once
+    assert b.post(f"/result/{call_id}").status_code == 404  # collected once: no such call any more
 
 
 def test_progress_and_done_are_visible_from_another_worker(workers):

@@ -1,0 +1,225 @@
+"""handoff's promises as a library: its names, its closed errors, process groups, leases, interpreters."""
+
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import handoff_fns as fns
+import pytest
+from helpers import Client, free_port, is_alive, read_pid, wait_for
+from test_handoff import make_app
+
+import handoff
+
+PUBLIC = {
+    "AlreadyCollected", "Busy", "ChildFailed", "Handle", "Handoff", "HandoffError", "NoSuchCall", "NotFinished",
+    "RemoteTraceback", "Timeout", "check_importable", "default_max_children", "handle", "report", "run",
+    "running", "submit",
+}
+
+
+def test_the_public_names_are_exactly_the_documented_ones():
+    assert set(handoff.__all__) == PUBLIC
+    assert all(hasattr(handoff, name) for name in handoff.__all__)
+    public_now = {n for n in vars(handoff) if not n.startswith("_")} - {"errors", "files"}
+    assert public_now == PUBLIC  # nothing new leaks out without being put in __all__ (and here)
+
+
+def test_every_error_a_call_can_raise_is_a_handoff_error():
+    for name in ("AlreadyCollected", "Busy", "ChildFailed", "NoSuchCall", "NotFinished", "Timeout"):
+        assert issubclass(getattr(handoff, name), handoff.HandoffError), name
+
+
+@pytest.fixture
+def app(tmp_path):
+    app = make_app(tmp_path, reraise=[fns.Refused, "handoff_fns:Unrebuildable"])
+    yield app
+    with app.app_context():
+        handoff.Handoff.close()
+
+
+def test_a_timeout_ends_what_the_child_started(app, tmp_path):
+    with app.app_context(), pytest.raises(handoff.Timeout):
+        handoff.run(fns.start_grandchild, str(tmp_path / "pid"), 60, timeout=1)
+    grandchild = read_pid(tmp_path / "pid")
+    wait_for(lambda: not is_alive(grandchild), timeout=5, what="the grandchild to be killed")
+
+
+def test_a_call_that_returns_leaves_nothing_running(app, tmp_path):
+    with app.app_context():
+        grandchild = handoff.run(fns.start_grandchild, str(tmp_path / "pid"), 0)
+    wait_for(lambda: not is_alive(grandchild), timeout=5, what="the grandchild to be killed")
+
+
+def test_named_exception_types_come_back_as_themselves(app):
+    with app.app_context(), pytest.raises(fns.Refused) as info:
+        handoff.run(fns.refuse, "too big")
+    assert (info.value.message, info.value.kind) == ("refused: too big", "too big")
+    cause = info.value.__cause__
+    assert isinstance(cause, handoff.RemoteTraceback)
+    assert "in refuse" in str(cause) and "(in the child process)" in str(cause)
+
+
+def test_other_exceptions_are_child_failed_even_when_named_but_not_rebuildable(app, caplog):
+    with app.app_context():
+        with pytest.raises(handoff.ChildFailed, match="ValueError: secret sauce"):
+            handoff.run(fns.boom)
+        with caplog.at_level(logging.WARNING, "handoff"), pytest.raises(handoff.ChildFailed) as info:
+            handoff.run(fns.refuse_unrebuildably)
+    assert info.value.type_name == "Unrebuildable"
+    assert "could not rebuild Unrebuildable" in caplog.text
+
+
+def test_reraise_lists_exception_types_only(tmp_path):
+    with pytest.raises(TypeError, match="HANDOFF_RERAISE lists exception types"):
+        make_app(tmp_path, reraise=["handoff_fns:echo"])
+
+
+def test_a_second_handoff_on_one_app_is_refused(app):
+    with pytest.raises(RuntimeError, match="already set up"):
+        handoff.Handoff(app)
+
+
+@pytest.mark.parametrize("bad", ["../../etc", "short", "a" * 65, "dots.are.not.ok.here", 12345678901234567])
+def test_a_session_id_that_is_not_a_safe_name_is_refused(tmp_path, bad):
+    app = make_app(tmp_path, session_id=lambda: bad)
+    with app.test_request_context(), pytest.raises(ValueError, match="session_id"):
+        handoff.run(fns.echo, 1)
+    assert not (tmp_path / "etc").exists()
+
+
+def test_the_package_imports_where_there_is_no_resource_or_fcntl_module():
+    # What Windows lacks; filelock picks its Windows lock there, so only import-time use would fail.
+    code = "import sys; sys.modules['resource'] = sys.modules['fcntl'] = None; import handoff; print('ok')"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "ok", result.stderr
+
+
+def _python(code, cwd, timeout=60):
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd, env={**os.environ, "PYTHONPATH": str(Path(__file__).parent)})
+
+
+def test_children_start_with_python_when_the_server_binary_is_not_python(tmp_path):
+    """As under uWSGI: sys.executable names the server's binary. Children still start, with this Python."""
+    result = _python(f"""
+        import os, sys
+        sys.executable = "/usr/local/bin/uwsgi"
+        from flask import Flask
+        import handoff, handoff_fns
+        app = Flask("embedded", instance_path={str(tmp_path)!r})
+        handoff.Handoff(app)
+        with app.app_context():
+            print(handoff.run(handoff_fns.echo, "from a child"), handoff.run(os.getpid) != os.getpid())
+    """, tmp_path)
+    assert result.stdout.split() == ["from", "a", "child", "True"], result.stderr
+
+
+def test_no_python_to_be_found_is_child_failed_and_the_refill_backs_off(tmp_path):
+    result = _python(f"""
+        import logging, sys, time
+        logging.basicConfig(level=logging.WARNING, stream=sys.stdout, format="LOG %(message)s")
+        sys.executable = sys.prefix = sys.exec_prefix = sys.base_prefix = sys.base_exec_prefix = {str(tmp_path)!r}
+        from flask import Flask
+        import handoff, handoff_fns
+        app = Flask("embedded", instance_path={str(tmp_path)!r})
+        handoff.Handoff(app)
+        with app.app_context():
+            try:
+                handoff.run(handoff_fns.echo, 1)
+            except handoff.ChildFailed as exc:
+                print("FAILED", exc.message)
+            time.sleep(4)  # the refill thread, meanwhile, tries to start waiting children
+    """, tmp_path)
+    out = result.stdout
+    assert "FAILED No child process can be started" in out and "--py-sys-executable" in out, result.stderr
+    attempts = len(re.findall(r"LOG could not start a waiting child", out))
+    print(f"attempts to start a waiting child in 4 s with no Python to start: {attempts}")
+    assert 1 <= attempts <= 4  # 1 s, 2 s, 4 s... not one a second for ever
+
+
+def test_a_note_whose_child_is_gone_is_not_running(tmp_path):
+    """SIGKILL a server with a call reporting progress: another worker sees no call running, not a ghost."""
+    from handoff_submit_app import create_app
+
+    port = free_port()
+    env = {**os.environ, "HANDOFF_TEST_ROOT": str(tmp_path / "root"), "HANDOFF_TEST_SECRET": "s",
+           "PYTHONPATH": str(Path(__file__).parent)}
+    server = subprocess.Popen([Path(sys.executable).parent / "flask", "--app", "handoff_submit_app", "run",
+                               "--port", str(port)], cwd=Path(__file__).parent, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        remote = Client(port)
+        wait_for(lambda: _answers(remote), what="the server")
+        remote.post("/submit/steps", json=[200, 0.1])
+        notes = wait_for(lambda: remote.get("/running").get_json(), what="a progress note")
+    finally:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+    child = notes[0]["pid"]
+    wait_for(lambda: not is_alive(child), timeout=10, what="the orphaned child to stop")
+    other = create_app(str(tmp_path / "root"), "s")
+    client = other.test_client()
+    client.set_cookie("session", next(c.value for c in remote.jar if c.name == "session"))
+    assert client.get("/running").get_json() == []
+    assert not list((tmp_path / "root").rglob("*.progress.json"))  # and the stale note is gone
+
+
+def _answers(client):
+    try:
+        return client.post("/session", json={}).status_code == 200
+    except OSError:
+        return False
+
+
+def indented_block(text):
+    """The first literal block (``::``) of a reStructuredText or docstring text."""
+    lines = text.split("::\n", 1)[1].splitlines()
+    block = []
+    for line in lines:
+        if line.strip() and not line.startswith(" "):
+            break
+        block.append(line)
+    return textwrap.dedent("\n".join(block))
+
+
+def test_the_docstring_app_runs_as_written(tmp_path):
+    """The package's own ten lines (its docstring), run as written."""
+    (tmp_path / "quick.py").write_text(indented_block(handoff.__doc__))
+    result = _python(f"""
+        import sys; sys.path.insert(0, {str(tmp_path)!r})
+        import quick
+        quick.app.instance_path = {str(tmp_path / "instance")!r}
+        response = quick.app.test_client().get("/multi")
+        print(response.status_code, response.get_json())
+    """, tmp_path)
+    assert result.stdout.strip() == "200 {'inside_function': 'inside'}", result.stderr
+
+
+def test_timeouts_and_errors_of_handles_are_handoff_errors(tmp_path):
+    from handoff_submit_app import create_app
+
+    app = create_app(str(tmp_path / "root"), "s")
+    a = app.test_client()
+    a.post("/session", json={})
+    call_id = a.post("/submit/steps", json=[2, 0.3]).get_json()["id"]
+    cookie = a.get_cookie("session").value
+    with app.test_request_context(headers={"Cookie": f"session={cookie}"}):
+        kept = handoff.handle(call_id)
+        with pytest.raises(handoff.NotFinished):
+            kept.result(timeout=0.1)
+        assert a.post(f"/result/{call_id}?wait=20").get_json()["value"] == 2  # another request collects it
+        with pytest.raises(handoff.AlreadyCollected):
+            kept.result()
+        with pytest.raises(handoff.NoSuchCall):
+            handoff.handle(call_id)
+        with pytest.raises(handoff.NoSuchCall):
+            handoff.handle("../../../etc/passwd")
+    with app.app_context():
+        handoff.Handoff.close()
+
