@@ -7,6 +7,7 @@ every child starts with it imported.
 from __future__ import annotations
 
 import base64
+import importlib
 import json
 import os
 import pickle
@@ -14,7 +15,7 @@ import signal
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -255,9 +256,19 @@ def _end_with_parent(parent: int) -> None:
     os.killpg(os.getpid(), signal.SIGKILL)
 
 
-def warm_main(conn: Connection, rehearsal: str | None) -> None:
-    """Entry point of a child started ahead of time: rehearse, wait for one call, run it, exit."""
+def warm_main(conn: Connection, rehearsal: str | None, modules: Sequence[str] = ()) -> None:
+    """Entry point of a child started ahead of time: import, rehearse, wait for one call, run it, exit.
+
+    ``modules`` are those of the functions this process has called before:
+    the call would import its function's module anyway (the app's, often,
+    with all it imports), so a waiting child does it before the call comes.
+    """
     _settle(conn)
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception:  # the call itself will report it, if it needs the module
+            pass
     if rehearsal:
         import_string(rehearsal)()
     try:

@@ -45,11 +45,18 @@ class Runner:
         self.preload = preload
         self.rehearsal = rehearsal
         self._slots = threading.BoundedSemaphore(max_children)
+        self.modules: dict[str, None] = {}  # of the functions called so far, in order
+
+    def _note_module(self, call: Call) -> None:
+        module = getattr(call.fn, "__module__", None)
+        if module and module not in ("__main__", "__mp_main__") and module not in self.modules:
+            self.modules[module] = None
 
     def run(self, call: Call, timeout: float) -> Outcome:
         """Make the call in a child once a slot is free; raise Busy if none frees in time."""
         if not self._slots.acquire(timeout=self.queue_timeout):
             raise Busy(f"All {self.max_children} child slots stayed busy for {self.queue_timeout:g} s.")
+        self._note_module(call)
         try:
             return self._run(call, timeout)
         finally:
@@ -59,6 +66,7 @@ class Runner:
         """Take a slot now (or raise Busy), make the call in a background thread, pass its outcome on."""
         if not self._slots.acquire(timeout=self.queue_timeout):
             raise Busy(f"All {self.max_children} child slots stayed busy for {self.queue_timeout:g} s.")
+        self._note_module(call)
 
         def background() -> None:
             try:
@@ -156,7 +164,8 @@ class WarmRunner(Runner):
     def _start_one(self) -> tuple[BaseProcess, Connection]:
         ctx = self._context()
         parent_end, child_end = pipe(ctx)
-        proc = ctx.Process(target=_child.warm_main, args=(child_end, self.rehearsal), daemon=True)
+        proc = ctx.Process(target=_child.warm_main, args=(child_end, self.rehearsal, list(self.modules)),
+                           daemon=True)
         start(proc)
         child_end.close()
         return proc, parent_end
