@@ -17,7 +17,7 @@ from web import cli, errors, files, gallery, jobs, limits, security, seed, sessi
 
 #: Runs the image jobs (and the seed routes' calls) in children. Its session
 #: records live in the session's workspace, beside the manifest.
-handoff = Handoff(session_id=sessions.workspace_id)
+handoff = Handoff(session_id=sessions.workspace_id, reraise=[imaging.BadImage])
 
 
 def create_app(test_config: dict | None = None, instance_path: str | None = None) -> Flask:

@@ -63,10 +63,12 @@ CELLS = {
 
 
 def python_path(version: str) -> str:
-    """This machine's interpreter for ``version``: on PATH, or one pyenv installed."""
-    for candidate in (shutil.which(f"python{version}"), *sorted(glob.glob(
-            os.path.expanduser(f"~/.pyenv/versions/{version}.*/bin/python{version}")))):
-        if candidate and os.access(candidate, os.X_OK) and "shims" not in candidate:
+    """This machine's interpreter for ``version``: one pyenv installed, or one on PATH (not a virtualenv's)."""
+    for candidate in (*sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}.*/bin/python{version}"))),
+                      shutil.which(f"python{version}")):
+        if not candidate or "shims" in candidate or (Path(candidate).parent.parent / "pyvenv.cfg").exists():
+            continue
+        if os.access(candidate, os.X_OK):
             return candidate
     raise RuntimeError(f"no Python {version} on this machine (pyenv install {version})")
 
@@ -120,12 +122,16 @@ def matrix(session: nox.Session) -> None:
         shutil.rmtree(venv, ignore_errors=True)
         session.run("uv", "venv", "-q", "-p", python_path(python), str(venv), external=True)
         packages = [str(wheel), *versions, *BACKENDS[backend], *SERVER_PACKAGES[server]]
-        session.run("uv", "pip", "install", "-q", "-p", str(venv / "bin" / "python"), *packages, external=True)
-        out = WORK / "cells" / f"{name}.log"
-        with open(out, "w") as log:
-            status = session.run(str(venv / "bin" / "python"), str(CHECK), "--server", server, "--backend", backend,
-                                 "--mode", mode, "--cell", name, external=True, success_codes=[0, 1], silent=True)
-            log.write(status or "")
+        installed = session.run("uv", "pip", "install", "-q", "-p", str(venv / "bin" / "python"), *packages,
+                                external=True, success_codes=[0, 1, 2], silent=True)
+        if not (venv / "bin" / "flask").exists():
+            session.log(installed or "")
+            rows.append({"cell": name, "server": server, "backend": backend, "mode": mode, "passed": False,
+                         "checks": {"install": f"FAILED: {(installed or '').strip().splitlines()[-1:]}"}})
+            continue
+        status = session.run(str(venv / "bin" / "python"), str(CHECK), "--server", server, "--backend", backend,
+                             "--mode", mode, "--cell", name, external=True, success_codes=[0, 1], silent=True)
+        (WORK / "cells" / f"{name}.log").write_text(status or "")
         lines = (status or "").strip().splitlines()
         row = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {"cell": name, "passed": False,
                                                                                   "checks": {"check.py": "crashed"}}

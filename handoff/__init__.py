@@ -22,7 +22,15 @@ the system. Imports neither Pillow nor anything of the app that uses it.
 """
 
 from ._child import report
-from ._extension import Handoff, RemoteTraceback, check_importable, default_max_children, run, running
+from ._extension import (
+    Handoff,
+    RemoteTraceback,
+    abandoned,
+    check_importable,
+    default_max_children,
+    run,
+    running,
+)
 from ._submit import Handle, handle, submit
 from .errors import AlreadyCollected, Busy, ChildFailed, HandoffError, NoSuchCall, NotFinished, Timeout
 
@@ -39,6 +47,7 @@ __all__ = [
     "NotFinished",
     "RemoteTraceback",
     "Timeout",
+    "abandoned",
     "check_importable",
     "default_max_children",
     "handle",

@@ -55,6 +55,7 @@ class Call:
     detached: bool = False  # submitted: the outcome is recorded for a later request
     reraise: tuple[type[BaseException], ...] = ()  # exception types sent back as themselves
     deadline: float = 0.0  # time.time() by which the call has ended, however it ends
+    note: dict[str, Any] | None = None  # the fields of its progress note, written before it starts
 
     @property
     def record_path(self) -> Path:
@@ -122,10 +123,14 @@ def report(**fields: Any) -> None:
     the call's deadline, so ``running()`` never reports a call whose child is gone.
     """
     call = _current
-    if call is None or call.folder is None:
-        return
-    note = {**fields, "call": call.id, "fn": call.fn_name, "updated": time.time(), **lease(0),
-            "deadline": call.deadline}
+    if call is not None and call.folder is not None:
+        write_note(call, fields)
+
+
+def write_note(call: Call, fields: dict[str, Any], pid: int | None = None) -> None:
+    """Replace the call's progress note: its ``note`` fields, then ``fields``, under a lease on ``pid``."""
+    note = {**(call.note or {}), **fields, "call": call.id, "fn": call.fn_name, "updated": time.time(),
+            **lease(0, pid), "deadline": call.deadline}
     write_json(call.progress_path, note)
 
 

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from flask import Flask, current_app, has_request_context, jsonify, request, session
 from flask.typing import ResponseReturnValue
 
-from ._child import Call, Outcome, SessionArgument, import_string
+from ._child import Call, Outcome, SessionArgument, import_string, write_note
 from ._processes import describe_exit
 from ._runners import MODES, Runner
 from .errors import Busy, ChildFailed, HandoffError, Timeout
@@ -206,7 +206,7 @@ def _is_session(value: object) -> bool:
 
 
 def _new_call(state: _State, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], *,
-              detached: bool, timeout: float) -> Call:
+              detached: bool, timeout: float, note: dict[str, Any] | None = None) -> Call:
     """The Call for ``fn(*args, **kwargs)``: ``flask.session`` among the arguments becomes a snapshot.
 
     In a request the call gets the session's folder (records, progress);
@@ -225,23 +225,30 @@ def _new_call(state: _State, fn: Callable[..., Any], args: tuple[Any, ...], kwar
         args=tuple(carry(a) for a in args), kwargs={k: carry(v) for k, v in kwargs.items()},
         session=dict(session) if uses_session else None,
         folder=folder, lock_path=lock_path, lock_type=state.lock_type, memory_mb=state.memory_mb, fn_name=name,
-        detached=detached, reraise=state.reraise, deadline=time.time() + state.queue_timeout + timeout,
+        detached=detached, reraise=state.reraise, deadline=time.time() + state.queue_timeout + timeout, note=note,
     )
 
 
-def run(fn: Callable[..., T], /, *args: Any, timeout: float | None = None, **kwargs: Any) -> T:
+def run(fn: Callable[..., T], /, *args: Any, timeout: float | None = None, note: dict[str, Any] | None = None,
+        **kwargs: Any) -> T:
     """Run ``fn(*args, **kwargs)`` in a fresh child process and return its value.
 
     If an argument is ``flask.session``, the child gets a mapping with the
     session's contents, and every key it sets or deletes is applied to
     ``flask.session`` when it has finished. Raises ChildFailed, Timeout or
     Busy, or an exception type named in ``HANDOFF_RERAISE`` as the child raised it.
+
+    ``note``: fields of a progress note written now, so that ``running()``
+    shows the call while it waits for a child; every ``report()`` keeps them.
+    ``timeout`` and ``note`` are the only keywords not passed on to ``fn``.
     """
     state = _state()
     limit = state.timeout if timeout is None else timeout
-    call = _new_call(state, fn, args, kwargs, detached=False, timeout=limit)
+    call = _new_call(state, fn, args, kwargs, detached=False, timeout=limit, note=note)
     name, folder, uses_session = call.fn_name, call.folder, call.session is not None
     started = time.perf_counter()
+    if folder and note is not None:
+        write_note(call, {})
     try:
         outcome = state.runner().run(call, limit)
     except Busy:
@@ -320,26 +327,46 @@ def _error(fn_name: str, outcome: Outcome, timeout: float, memory_mb: int | None
     return ChildFailed(describe_exit(exitcode), exitcode=exitcode)
 
 
-def running() -> list[dict[str, Any]]:
-    """Return the progress notes (``report(...)``) of this session's calls that are running now.
-
-    Each note is a lease on its child: a note whose child has died (with the
-    web process that ran it, say) or whose call is past its deadline is never
-    returned, and is removed.
-    """
+def _notes(session_id: str | None) -> list[tuple[Path, dict[str, Any]]]:
+    """Every progress note in a session's folder (``None``: this request's session), with its path."""
     state = _state()
-    session_id = state.session_id()
+    if session_id is None:
+        session_id = state.session_id() if has_request_context() else None
+    elif not is_valid_id(session_id):
+        raise ValueError(f"not a session id: {session_id!r}")
     if not session_id:  # progress is kept per session: there is no telling whose calls these are
         return []
     folder = Path(state.folder(session_id)[0])
     notes = []
     for path in folder.glob("*.progress.json") if folder.is_dir() else ():
         try:
-            note = json.loads(path.read_text(encoding="utf-8"))
+            notes.append((path, json.loads(path.read_text(encoding="utf-8"))))
         except (FileNotFoundError, ValueError):  # finished meanwhile, or being replaced
             continue
-        if is_live(note):
-            notes.append(note)
-        else:  # its child is gone, or it is past its deadline: it will never finish
+    return sorted(notes, key=lambda found: found[1].get("updated", 0))
+
+
+def running(session_id: str | None = None) -> list[dict[str, Any]]:
+    """Return the progress notes (``report(...)``) of this session's calls that are running now.
+
+    Each note is a lease on whoever runs its call (the web process while the
+    call waits for a child, then the child): a note whose process is gone, or
+    whose call is past its deadline, is never returned. ``session_id`` names
+    a session's folder as ``session_id()`` would, and then needs no request.
+    """
+    return [note for _, note in _notes(session_id) if is_live(note)]
+
+
+def abandoned(session_id: str | None = None) -> list[dict[str, Any]]:
+    """Return, and forget, the notes of this session's calls that ended without finishing.
+
+    Their web process or child died (a crash, SIGKILL, the OOM killer), so
+    nothing will ever remove them: an app that keeps files for a call (named
+    in its ``note``) cleans them up from here. Each note is returned once.
+    """
+    ended = []
+    for path, note in _notes(session_id):
+        if not is_live(note):
             path.unlink(missing_ok=True)
-    return sorted(notes, key=lambda note: note.get("updated", 0))
+            ended.append(note)
+    return ended

@@ -19,7 +19,7 @@ from typing import Any
 
 from flask import has_request_context
 
-from ._child import Outcome
+from ._child import Outcome, write_note
 from ._extension import _error, _log, _new_call, _state, apply_writes, check_importable
 from .errors import AlreadyCollected, ChildFailed, NoSuchCall, NotFinished
 from .files import is_live, is_valid_id, lease, new_lock, write_json
@@ -111,7 +111,8 @@ class Handle:
             path.unlink(missing_ok=True)
 
 
-def submit(fn: Callable[..., Any], /, *args: Any, timeout: float | None = None, **kwargs: Any) -> Handle:
+def submit(fn: Callable[..., Any], /, *args: Any, timeout: float | None = None, note: dict[str, Any] | None = None,
+           **kwargs: Any) -> Handle:
     """Start ``fn(*args, **kwargs)`` in a child and return its Handle at once.
 
     Like ``run``, with ``flask.session`` as an argument the child's writes
@@ -124,11 +125,13 @@ def submit(fn: Callable[..., Any], /, *args: Any, timeout: float | None = None, 
         check_importable(fn)  # the clearer error first
         raise RuntimeError("handoff.submit() needs a request: its result is collected by the session")
     limit = state.timeout if timeout is None else timeout
-    call = _new_call(state, fn, args, kwargs, detached=True, timeout=limit)
+    call = _new_call(state, fn, args, kwargs, detached=True, timeout=limit, note=note)
     name = call.fn_name
     assert call.folder is not None and call.lock_path is not None  # in a request
     handle = Handle(call.id, call.folder, call.lock_path, state.lock_type, state.memory_mb)
     write_json(handle.lease_path, {"call": call.id, "fn": name, **lease(0), "deadline": call.deadline})
+    if note is not None:
+        write_note(call, {})
     started = time.perf_counter()
 
     def finished(outcome: Outcome) -> None:

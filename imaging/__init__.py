@@ -8,7 +8,6 @@ from .errors import (
     TooManyPixels,
     UnsupportedFeature,
     UnsupportedFormat,
-    refusal,
 )
 from .formats import extension
 from .ops import DEFAULT_OPS, OPS, BadOp, OpCall, load_plugins, parse_ops
@@ -38,5 +37,4 @@ __all__ = [
     "parse_encoding",
     "parse_ops",
     "probe",
-    "refusal",
 ]

@@ -9,8 +9,9 @@
     └── OverLimit            413  over_limit      too many pixels, frames, or too large for an output format
         └── TooManyPixels
 
-The child returns ``(kind, message)`` rather than raising (a raise in a child
-is a server fault); :func:`refusal` rebuilds the exception in the web process.
+Raised in the child that decodes an upload, they reach the web process as
+themselves (``handoff``'s ``HANDOFF_RERAISE``); anything else raised there is
+a bug, and reaches it as ``ChildFailed``.
 """
 
 from __future__ import annotations
@@ -53,13 +54,3 @@ class OverLimit(BadImage):
 
 class TooManyPixels(OverLimit):
     """The image's header claims more pixels than the configured limit."""
-
-
-REFUSALS: dict[str, type[BadImage]] = {
-    cls.kind: cls for cls in (BadImage, DamagedImage, UnsupportedFormat, UnsupportedFeature, OverLimit)
-}
-
-
-def refusal(kind: str, message: str) -> BadImage:
-    """The exception of class ``kind`` (as :attr:`BadImage.kind` names it) with ``message``."""
-    return REFUSALS.get(kind, BadImage)(message)

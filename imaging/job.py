@@ -15,7 +15,8 @@ from typing import Any
 
 from PIL import Image
 
-from storage import Workspace, record_job, write_progress
+from handoff import report
+from storage import Workspace, record_job
 
 from .encode import Encoding
 from .errors import BadImage
@@ -46,10 +47,12 @@ def progress_percent(calls: list[OpCall], done: int) -> int:
 def run_job(spec: JobSpec) -> Result:
     """Render one job's outputs into its directory, then record it in the manifest.
 
-    Returns ``{"status": "ok", "job": ...}``, or ``{"status": "bad_image",
-    "kind": ..., "message": ...}`` for an upload Darkroom refuses (``kind`` as
-    :attr:`BadImage.kind`); anything else raises (``handoff`` reports it as
-    ``ChildFailed``): a bug, never the file's fault.
+    Returns ``{"job": ...}`` and the child's figures. An upload Darkroom
+    refuses raises :class:`BadImage`, which ``handoff`` raises again as itself
+    in the web process (``HANDOFF_RERAISE``); anything else raises too, and
+    reaches the web process as ``ChildFailed``: a bug, never the file's fault.
+    Progress goes to the call's note (``handoff.report``), which the web
+    process started with the job's id and name.
     """
     started = time.perf_counter()
     ws: Workspace = spec["workspace"]
@@ -60,34 +63,28 @@ def run_job(spec: JobSpec) -> Result:
     try:
         calls = parse_ops(ops)
     except BadOp as exc:
-        return {"status": "bad_image", "kind": "bad_upload", "message": str(exc)}
+        raise BadImage(str(exc)) from None
 
     def progress(op: str, done: int) -> None:
-        write_progress(
-            ws, job_id, pid=os.getpid(), op=op, label=calls[done].label, done=done, total=len(ops),
-            percent=progress_percent(calls, done), started=spec["started"], **spec.get("note", {}),
-        )
+        report(op=op, label=calls[done].label, done=done, total=len(ops), percent=progress_percent(calls, done))
 
     try:
         decoded, outputs = render(
             ws.job_dir(job_id) / spec["source"]["file"], ws.job_dir(job_id), ops,
             spec["max_pixels"], progress, Encoding(**spec.get("encoding", {})),
         )
-    except BadImage as exc:
-        return {"status": "bad_image", "kind": exc.kind, "message": str(exc)}
     except BadOp as exc:
-        return {"status": "bad_image", "kind": "bad_upload", "message": str(exc)}
+        raise BadImage(str(exc)) from None
     # The child has decoded the image: its size as shown, and how many frames it has.
     source = {**spec["source"], "width": decoded["width"], "height": decoded["height"],
               "previews": decoded["previews"]}
     source.update({k: decoded[k] for k in ("frames", "pictures") if k in decoded})
     job = {"id": job_id, "created": spec["created"], "source": source, "outputs": outputs}
-    if spec.get("note", {}).get("idempotency_key"):
-        job["idempotency_key"] = spec["note"]["idempotency_key"]
+    if spec.get("idempotency_key"):
+        job["idempotency_key"] = spec["idempotency_key"]
     # The derivatives are all on disk; only now does the job become visible.
     record_job(ws, job)
     return {
-        "status": "ok",
         "job": job,
         "pid": os.getpid(),
         "ms": round((time.perf_counter() - started) * 1000, 1),

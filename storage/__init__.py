@@ -11,7 +11,7 @@ from .manifest import (
     record_job,
     stored_bytes,
 )
-from .progress import clear_progress, lease, reclaim_abandoned, running_jobs, write_progress
+from .progress import reclaim_abandoned, running_jobs
 from .workspace import (
     LOCK_TYPES,
     NotFound,
@@ -28,12 +28,10 @@ __all__ = [
     "Workspace",
     "WorkspaceError",
     "clear_jobs",
-    "clear_progress",
     "discard_job",
     "find_job",
     "is_disk_full",
     "is_valid_id",
-    "lease",
     "load_manifest",
     "read_manifest",
     "new_id",
@@ -41,5 +39,4 @@ __all__ = [
     "record_job",
     "running_jobs",
     "stored_bytes",
-    "write_progress",
 ]

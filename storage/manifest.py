@@ -21,7 +21,6 @@ import errno
 import json
 import logging
 import os
-import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -29,6 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from handoff.files import write_json
 
 from .workspace import Workspace, is_valid_id
 
@@ -41,34 +42,6 @@ log = logging.getLogger("darkroom.storage")
 def empty_manifest() -> Manifest:
     """Return the manifest of a workspace with nothing in it."""
     return {"jobs": []}
-
-
-def write_json_atomic(path: Path, data: Any, *, durable: bool = True,
-                      on_inode: Callable[[int], None] | None = None) -> None:
-    """Write ``data`` as JSON to ``path`` so that readers see old or new, never half.
-
-    ``durable`` also fsyncs the data before the rename, so a power cut cannot
-    leave an empty file behind; ephemeral files (progress notes) skip it.
-    ``on_inode`` is called with the new file's inode just before it takes
-    ``path``'s place.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, separators=(",", ":"))
-            if durable:
-                f.flush()
-                os.fsync(f.fileno())
-            if on_inode is not None:
-                on_inode(os.fstat(f.fileno()).st_ino)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def read_json(path: Path) -> Any:
@@ -295,7 +268,7 @@ def _write_snapshot(ws: Workspace, jobs: list[dict[str, Any]]) -> None:
         old = None
     # A log left by an older snapshot that had the new one's inode (a crash
     # between a compaction and its clean-up) must not be taken for this one's.
-    write_json_atomic(ws.manifest_path, {"jobs": jobs}, durable=ws.durable,
+    write_json(ws.manifest_path, {"jobs": jobs}, durable=ws.durable,
                       on_inode=lambda inode: log_path(ws, inode).unlink(missing_ok=True))
     if old is not None:
         log_path(ws, old).unlink(missing_ok=True)
@@ -335,7 +308,7 @@ def write_job_record(ws: Workspace, job: dict[str, Any]) -> None:
 
     Not fsynced: the log line that lists the job is, and holds the same description.
     """
-    write_json_atomic(ws.job_dir(job["id"]) / JOB_RECORD, job, durable=False)
+    write_json(ws.job_dir(job["id"]) / JOB_RECORD, job, durable=False)
 
 
 def read_job_record(job_dir: Path) -> dict[str, Any] | None:

@@ -3,27 +3,19 @@
 from __future__ import annotations
 
 import os
-import re
-import secrets
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from filelock import BaseFileLock, FileLock, SoftFileLock
+from filelock import BaseFileLock
 
-# Ids are generated here, never taken from a client; the pattern guards every
-# id that comes back in a URL before it gets near the filesystem.
-_ID = re.compile(r"^[0-9a-f]{16,64}$")
-
-#: Lock types by config name. ``file`` is the kernel's ``flock`` (one machine);
-#: ``soft`` is an existence lock for shared filesystems (NFS), whose marker a
-#: later process reclaims when the holder's PID is dead. (filelock's strict
-#: variant is not offered: a holder killed while holding it wedges the
-#: workspace until someone deletes the file by hand.)
-LOCK_TYPES: dict[str, type[BaseFileLock]] = {
-    "file": FileLock,
-    "soft": SoftFileLock,
-}
+# Ids, locks and lock types are handoff's, whose call records live beside the
+# jobs: ids are made by new_id, never taken from a client, and is_valid_id
+# guards every id that comes back in a URL before it gets near the filesystem.
+# (filelock's strict variant is not offered as a lock type: a holder killed
+# while holding it wedges the workspace until someone deletes the file by hand.)
+from handoff.files import LOCK_TYPES, is_valid_id, new_lock
+from handoff.files import new_id as new_id  # part of storage's API
 
 
 class WorkspaceError(Exception):
@@ -32,20 +24,6 @@ class WorkspaceError(Exception):
 
 class NotFound(WorkspaceError):
     """A job or file that is not in this workspace."""
-
-
-def new_id() -> str:
-    """Return a fresh random id for a workspace or a job."""
-    return secrets.token_hex(12)
-
-
-def is_valid_id(value: str) -> bool:
-    """Return whether ``value`` has the shape of an id made by :func:`new_id`."""
-    return bool(_ID.match(value))
-
-
-#: The folder of a workspace that holds its running jobs' progress notes.
-NOTES_DIR = "running"
 
 
 @dataclass(frozen=True)
@@ -86,11 +64,7 @@ class Workspace:
 
     def lock(self) -> BaseFileLock:
         """Return a new (unacquired) lock object guarding this workspace."""
-        Path(self.root).mkdir(parents=True, exist_ok=True)
-        cls = LOCK_TYPES[self.lock_type]
-        if cls is SoftFileLock:
-            return cls(self.lock_path, timeout=self.lock_timeout)
-        return cls(self.lock_path, timeout=self.lock_timeout, preserve_lock_file=True)
+        return new_lock(self.lock_path, self.lock_type, self.lock_timeout)
 
     def job_dir(self, job_id: str) -> Path:
         """Return the directory of one job (which may not exist yet)."""
@@ -104,15 +78,9 @@ class Workspace:
         path.mkdir(parents=True)
         return path
 
-    def note_path(self, job_id: str) -> Path:
-        """Where a running job's progress note is: one folder of notes, so that
-        finding the running jobs never lists every job directory."""
-        return self.path / NOTES_DIR / f"{self.job_dir(job_id).name}.json"
-
     def remove_job_dir(self, job_id: str) -> None:
-        """Delete one job's directory and everything in it, and its progress note."""
+        """Delete one job's directory and everything in it."""
         shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
-        self.note_path(job_id).unlink(missing_ok=True)
 
     def resolve_file(self, job_id: str, filename: str) -> Path:
         """Return the real path of a file in a job directory, or raise NotFound.

@@ -17,6 +17,9 @@ from PIL import Image
 import storage
 from bench.load import Client, Server
 
+#: The folder of a workspace where handoff keeps the session's call records and progress notes.
+CALLS = "calls"
+
 
 def assert_state(app, client, job_ids):
     """The manifest, the session and the job directories all list exactly job_ids; no upload is left over."""
@@ -31,9 +34,9 @@ def assert_state(app, client, job_ids):
         return
     assert [j["id"] for j in storage.load_manifest(ws)["jobs"]] == job_ids
     dirs = sorted(e.name for e in ws.path.iterdir() if e.is_dir()) if ws.path.exists() else []
-    assert [d for d in dirs if d != storage.workspace.NOTES_DIR] == sorted(job_ids)
-    notes = ws.path / storage.workspace.NOTES_DIR
-    assert not notes.is_dir() or list(notes.iterdir()) == []  # no running job's note left behind
+    assert [d for d in dirs if d != CALLS] == sorted(job_ids)
+    calls = ws.path / CALLS
+    assert not calls.is_dir() or list(calls.iterdir()) == []  # no call's note or record left behind
     leftovers = [p for p in ws.path.rglob("*.tmp")] if ws.path.exists() else []
     assert leftovers == []
 

@@ -11,8 +11,6 @@ from conftest import decode, image_bytes, upload
 from icc import adobe_rgb, adobe_to_srgb, display_p3, p3_to_srgb
 from PIL import Image, ImageCms, ImageDraw, ImageStat
 
-from storage.workspace import NOTES_DIR
-
 pillow_heif.register_heif_opener()  # the tests encode HEIC; the app itself registers it only in children
 
 
@@ -269,8 +267,8 @@ def test_bad_encoding_fields_are_400_and_name_what_is_allowed(app, client, field
     response = upload(client, ops=["invert"], fields=fields)
     assert response.status_code == 400
     assert response.get_json()["error"] == message
-    assert not any(p.is_dir() and p.name != NOTES_DIR for p in Path(app.config["DARKROOM_STORAGE_ROOT"]).glob("*/*"))
-    assert not any(Path(app.config["DARKROOM_STORAGE_ROOT"]).glob(f"*/{NOTES_DIR}/*"))  # nor a running note
+    assert not any(p.is_dir() and p.name != "calls" for p in Path(app.config["DARKROOM_STORAGE_ROOT"]).glob("*/*"))
+    assert not any(Path(app.config["DARKROOM_STORAGE_ROOT"]).glob("*/calls/*"))  # nor a call's note
 
 
 # 9. Op arguments ---------------------------------------------------------------------------------
@@ -347,5 +345,5 @@ def test_every_decoder_refuses_images_over_the_pixel_limit_alike(make_app, fmt):
     assert (response.status_code, response.get_json()["kind"]) == (413, "over_limit")
     assert response.get_json()["error"] == "The image is 1,250×1,000 pixels; the limit is 1 megapixels."
     assert client.get("/api/session").get_json() == {"jobs": [], "next": None}
-    assert not any(p.is_dir() and p.name != NOTES_DIR for p in Path(app.config["DARKROOM_STORAGE_ROOT"]).glob("*/*"))
-    assert not any(Path(app.config["DARKROOM_STORAGE_ROOT"]).glob(f"*/{NOTES_DIR}/*"))  # nor a running note
+    assert not any(p.is_dir() and p.name != "calls" for p in Path(app.config["DARKROOM_STORAGE_ROOT"]).glob("*/*"))
+    assert not any(Path(app.config["DARKROOM_STORAGE_ROOT"]).glob("*/calls/*"))  # nor a call's note

@@ -6,10 +6,9 @@ import zipfile
 from urllib.parse import quote
 
 import pytest
-from conftest import decode, image_bytes, upload, workspace_of
+from conftest import decode, image_bytes, upload
 from PIL import Image
 
-import storage
 from imaging.job import progress_percent
 from imaging.ops import parse_ops
 from imaging.preview import save_previews
@@ -307,19 +306,3 @@ def test_the_api_pages_the_sessions_jobs_with_a_cursor(client):
     assert client.get("/api/session?limit=ten").get_json() == {"error": "limit must be a whole number from 1 to 100."}
     unknown = client.get("/api/session?after=" + "0" * 24)
     assert unknown.status_code == 400 and "start again without it" in unknown.get_json()["error"]
-
-
-def test_running_jobs_are_found_without_listing_every_job(app, client):
-    from storage.workspace import NOTES_DIR
-
-    upload(client, ops=["invert"])
-    ws = workspace_of(app, client)
-    job_id = "f" * 24
-    ws.create_job_dir(job_id)
-    storage.write_progress(ws, job_id, pid=None, op="", label="", done=0, total=1, percent=0, started=0,
-                           **storage.lease(60))
-    assert sorted(p.name for p in (ws.path / NOTES_DIR).iterdir()) == [f"{job_id}.json"]
-    assert [n["id"] for n in client.get("/api/progress").get_json()["running"]] == [job_id]
-    storage.discard_job(ws, job_id)
-    assert list((ws.path / NOTES_DIR).iterdir()) == []  # the note goes with its job
-    assert client.get("/api/progress").get_json() == {"running": []}

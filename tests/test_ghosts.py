@@ -11,6 +11,7 @@ import uuid
 
 from conftest import image_bytes
 
+import handoff
 import storage
 from bench.load import Client, Server, descendants
 
@@ -69,24 +70,44 @@ def _with_cookie(port, cookie):
     return client
 
 
+def _killed_mid_call(app, ws, job_id):
+    """A real web process that runs a call for ``job_id`` (as make_job does), SIGKILLed while it runs."""
+    code = f"""
+import time, handoff
+from conftest import PLUGINS
+from app import create_app
+app = create_app({{"TESTING": True, "DARKROOM_PLUGINS": PLUGINS}}, instance_path={app.instance_path!r})
+with app.test_request_context():
+    from flask import session
+    session["_workspace"] = {ws.id!r}
+    handoff.run(time.sleep, 60, note={{"job": {job_id!r}}})
+"""
+    web = subprocess.Popen([sys.executable, "-c", code], cwd=os.getcwd(),
+                           env={**os.environ, "PYTHONPATH": os.pathsep.join([os.getcwd(), "tests"])})
+    with app.test_request_context():
+        deadline = time.monotonic() + 30
+        while not any(n.get("job") == job_id for n in handoff.running(ws.id)):
+            assert web.poll() is None and time.monotonic() < deadline, "the call never started"
+            time.sleep(0.05)
+    web.kill()
+    web.wait()
+
+
 def test_cleanup_and_clear_all_reclaim_a_job_whose_owner_died(app, client, runner):
     client.get("/")
     ws = storage.Workspace(app.config["DARKROOM_STORAGE_ROOT"], _workspace_id(client))
     for _ in range(2):
-        dead = subprocess.Popen([sys.executable, "-c", "pass"])
-        dead.wait()  # a real process that has really ended
         job_id = storage.new_id()
         ws.create_job_dir(job_id)
-        storage.write_progress(ws, job_id, pid=None, op="", done=0, total=1, started=time.time(),
-                               **{**storage.lease(60), "owner_pid": dead.pid})
+        _killed_mid_call(app, ws, job_id)
         assert client.get("/api/progress").get_json() == {"running": []}  # not reported as running
-    assert "2 abandoned jobs" in runner.invoke(args=["cleanup", "--grace", "0"]).output
+    assert "2 abandoned jobs" in runner.invoke(args=["cleanup"]).output  # at once, not after the grace
     job_id = storage.new_id()
     ws.create_job_dir(job_id)
-    storage.write_progress(ws, job_id, pid=None, op="", started=time.time(), **{**storage.lease(60), "deadline": 0})
+    _killed_mid_call(app, ws, job_id)
     assert client.post("/session/clear").status_code == 303
     assert [p for p in ws.path.iterdir() if p.is_dir() and storage.is_valid_id(p.name)] == []
-    assert list((ws.path / storage.workspace.NOTES_DIR).iterdir()) == []  # and their notes
+    assert list((ws.path / "calls").glob("*.progress.json")) == []  # and their notes
 
 
 def _workspace_id(client):

@@ -13,8 +13,6 @@ from corpus import corpus_dir
 from icc import display_p3
 from PIL import Image, ImageCms, PngImagePlugin
 
-from storage.workspace import NOTES_DIR
-
 
 @pytest.fixture
 def real(request):
@@ -38,8 +36,8 @@ def encode(im, fmt, **options):
 def assert_nothing_left(app):
     from pathlib import Path
     root = Path(app.config["DARKROOM_STORAGE_ROOT"])
-    assert not any(p.is_dir() and p.name != NOTES_DIR for p in root.glob("*/*"))
-    assert not any(root.glob(f"*/{NOTES_DIR}/*")) and not any(root.glob(".uploads/*"))
+    assert not any(p.is_dir() and p.name != "calls" for p in root.glob("*/*"))
+    assert not any(root.glob("*/calls/*")) and not any(root.glob(".uploads/*"))
 
 
 # Photos that answered 500 -------------------------------------------------------------------------

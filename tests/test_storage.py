@@ -12,7 +12,7 @@ import filelock
 import pytest
 
 import storage
-from storage.manifest import write_json_atomic
+from handoff.files import write_json
 
 
 @pytest.fixture(params=sorted(storage.LOCK_TYPES))
@@ -163,12 +163,12 @@ def test_discard_and_clear(ws):
 def writer(path):
     big = {"jobs": [job(f"{i:016x}") for i in range(2000)]}
     while True:
-        write_json_atomic(path, big)
+        write_json(path, big, durable=True)
 
 
 def test_killed_writer_never_leaves_a_torn_file(tmp_path):
     path = tmp_path / "manifest.json"
-    write_json_atomic(path, {"jobs": []})
+    write_json(path, {"jobs": []}, durable=True)
     ctx = multiprocessing.get_context("forkserver")
     for _ in range(8):
         proc = ctx.Process(target=writer, args=(path,))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +11,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 
+import handoff
 import storage
 
 from .sessions import WORKSPACE_KEY, workspace_for
@@ -22,7 +23,7 @@ def delete_expired_sessions() -> int:
     interface: Any = current_app.session_interface  # Flask-Session's SQLAlchemy interface
     model, db = interface.sql_session_model, interface.client
     # Flask-Session stores naive UTC expiry times.
-    count = model.query.filter(model.expiry <= datetime.utcnow()).delete()
+    count = model.query.filter(model.expiry <= datetime.now(UTC).replace(tzinfo=None)).delete()
     db.session.commit()
     return count
 
@@ -78,7 +79,8 @@ def reclaim_abandoned_jobs(grace_seconds: float) -> int:
     for entry in root.iterdir() if root.is_dir() else ():
         if entry.is_dir() and storage.is_valid_id(entry.name):
             ws = workspace_for(entry.name)
-            reclaimed += storage.reclaim_abandoned(ws, storage.load_manifest(ws), grace_seconds)
+            reclaimed += storage.reclaim_abandoned(ws, storage.load_manifest(ws), grace_seconds,
+                                                   handoff.running(ws.id), handoff.abandoned(ws.id))
     if reclaimed:
         current_app.logger.warning("reclaimed %d abandoned job directories under %s", reclaimed, root)
     return reclaimed

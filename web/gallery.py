@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Blueprint, abort, current_app, render_template, request, url_for
 
+import handoff
 import storage
 from imaging.formats import format_name
 
@@ -63,8 +64,8 @@ def page_of_jobs(jobs: list[dict[str, Any]], before: str | None) -> tuple[list[d
 
 def running_json(note: dict[str, Any]) -> dict[str, Any]:
     """The public part of a running job's progress note (``key``: the Idempotency-Key its page sent)."""
-    fields = {k: note.get(k) for k in ("id", "name", "op", "label", "done", "total", "percent")}
-    return {**fields, "key": note.get("idempotency_key")}
+    fields = {k: note.get(k) for k in ("name", "op", "label", "done", "total", "percent")}
+    return {"id": note.get("job"), **fields, "key": note.get("idempotency_key")}
 
 
 def context(ws: storage.Workspace, before: str | None) -> dict[str, Any]:
@@ -75,7 +76,7 @@ def context(ws: storage.Workspace, before: str | None) -> dict[str, Any]:
     return {
         "jobs": [job_json(j) for j in page], "job_count": len(jobs), "older": older,
         "first_page": page[:1] == jobs[:1],
-        "running": [running_json(n) for n in storage.running_jobs(ws, manifest)],
+        "running": [running_json(n) for n in storage.running_jobs(ws, handoff.running(ws.id), manifest)],
         "browser_formats": BROWSER_FORMATS, "format_name": format_name,
         "lifetime_days": lifetime_days(),
     }

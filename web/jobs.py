@@ -62,7 +62,7 @@ def replay(ws: storage.Workspace, key: str):
             return jsonify(gallery.job_json(job)), 200, {"Idempotent-Replayed": "true"}
         flash(done_message(job, "Already done"), "success")
         return redirect(url_for("jobs.index"), 303)
-    if any(note.get("idempotency_key") == key for note in storage.running_jobs(ws, manifest)):
+    if any(note.get("idempotency_key") == key for note in storage.running_jobs(ws, handoff.running(ws.id), manifest)):
         abort(409, "This upload is still being processed; its result will be in the gallery shortly.")
     return None
 
@@ -70,8 +70,8 @@ def replay(ws: storage.Workspace, key: str):
 def log_job(spec: dict[str, Any], result: dict[str, Any], seconds: float) -> None:
     """One line per finished job: its whole time, and run_job's own in the child (child_ms)."""
     log.info(
-        "job %s ops=%s status=%s duration_ms=%.1f child_ms=%s child_pid=%s mode=%s web_pid=%s",
-        spec["job_id"], ",".join(spec["ops"]), result["status"], seconds * 1000, result.get("ms"),
+        "job %s ops=%s status=done duration_ms=%.1f child_ms=%s child_pid=%s mode=%s web_pid=%s",
+        spec["job_id"], ",".join(spec["ops"]), seconds * 1000, result.get("ms"),
         result.get("pid"), current_app.config["HANDOFF_MODE"], os.getpid(),
     )
 
@@ -167,10 +167,6 @@ def make_job(
     job_id = storage.new_id()
     source = accept_upload(ws, job_id, upload, ops, encoding)
     started = time.time()
-    config = current_app.config
-    # Past this, no child can still be working on the job: its note expires with it.
-    note = {**storage.lease(config["HANDOFF_QUEUE_TIMEOUT"] + config["HANDOFF_TIMEOUT"] + 10),
-            "idempotency_key": key, "name": source["name"]}
     spec = {
         "workspace": ws,
         "job_id": job_id,
@@ -178,18 +174,17 @@ def make_job(
         "encoding": encoding,
         "source": source,
         "created": datetime.now(UTC).isoformat(timespec="milliseconds"),
-        "started": started,
-        "note": note,
-        "max_pixels": config["DARKROOM_MAX_PIXELS"],
-        "plugins": config["DARKROOM_PLUGINS"],
+        "idempotency_key": key,
+        "max_pixels": current_app.config["DARKROOM_MAX_PIXELS"],
+        "plugins": current_app.config["DARKROOM_PLUGINS"],
     }
+    # The call's progress note names its job: the gallery shows it from now on, and a note
+    # whose owner died tells the cleanup whose directory is abandoned (storage.reclaim_abandoned).
+    note = {"job": job_id, "name": source["name"], "idempotency_key": key, "started": started,
+            "op": "", "label": "", "done": 0, "total": len(ops), "percent": 0}
     try:
-        storage.write_progress(ws, job_id, pid=None, op="", label="", done=0, total=len(ops), percent=0,
-                               started=started, **note)
-        result = handoff.run(run_job, spec)
+        result = handoff.run(run_job, spec, note=note)
         log_job(spec, result, time.time() - started)
-        if result["status"] == "bad_image":
-            raise imaging.refusal(result["kind"], result["message"])
         # The child has been joined; the manifest now says what it finished.
         manifest = storage.load_manifest(ws)
         job = storage.find_job(manifest, job_id)
@@ -200,7 +195,6 @@ def make_job(
             log.warning("job %s ops=%s status=failed error=%s", job_id, ",".join(ops), type(exc).__name__)
         storage.discard_job(ws, job_id)
         raise
-    storage.clear_progress(ws, job_id)
     g.saved_job = job_id  # from here on, whatever fails, the job is saved
     sync_jobs(ws, manifest)
     keep_alive()
@@ -285,7 +279,7 @@ def session_json():
 def progress():
     """Return what the session's running children are doing right now."""
     ws = current_workspace()
-    return {"running": [gallery.running_json(n) for n in storage.running_jobs(ws)]}
+    return {"running": [gallery.running_json(n) for n in storage.running_jobs(ws, handoff.running(ws.id))]}
 
 
 @bp.post("/jobs/<job_id>/delete")
@@ -310,7 +304,8 @@ def clear():
         ws = current_workspace()
         storage.clear_jobs(ws)
         manifest = storage.load_manifest(ws)
-        storage.reclaim_abandoned(ws, manifest, grace_seconds=3600)  # jobs of a server killed mid-way
+        # Jobs of a server killed mid-way.
+        storage.reclaim_abandoned(ws, manifest, 3600, handoff.running(ws.id), handoff.abandoned(ws.id))
         sync_jobs(ws, manifest)
         start_over()
         keep_alive()

@@ -45,6 +45,10 @@ def create_app(root=None, secret=None):
         value = handoff.handle(call_id).result(timeout=request.args.get("wait", 0.0, type=float))
         return jsonify(value=value, session=dict(session))
 
+    @app.get("/folder")
+    def folder():
+        return {"folder": folder_id()}
+
     @app.get("/running")
     def running():
         return jsonify(handoff.running())

@@ -18,7 +18,7 @@ import handoff
 
 PUBLIC = {
     "AlreadyCollected", "Busy", "ChildFailed", "Handle", "Handoff", "HandoffError", "NoSuchCall", "NotFinished",
-    "RemoteTraceback", "Timeout", "check_importable", "default_max_children", "handle", "report", "run",
+    "RemoteTraceback", "Timeout", "abandoned", "check_importable", "default_max_children", "handle", "report", "run",
     "running", "submit",
 }
 
@@ -158,6 +158,7 @@ def test_a_note_whose_child_is_gone_is_not_running(tmp_path):
         wait_for(lambda: _answers(remote), what="the server")
         remote.post("/submit/steps", json=[200, 0.1])
         notes = wait_for(lambda: remote.get("/running").get_json(), what="a progress note")
+        folder = remote.get("/folder").get_json()["folder"]
     finally:
         os.killpg(server.pid, signal.SIGKILL)
         server.wait()
@@ -167,7 +168,11 @@ def test_a_note_whose_child_is_gone_is_not_running(tmp_path):
     client = other.test_client()
     client.set_cookie("session", next(c.value for c in remote.jar if c.name == "session"))
     assert client.get("/running").get_json() == []
-    assert not list((tmp_path / "root").rglob("*.progress.json"))  # and the stale note is gone
+    with other.app_context():
+        [ended] = handoff.abandoned(folder)  # for the app to clean up after, once
+        assert ended["call"] == notes[0]["call"] and ended["step"].startswith("step ")
+        assert handoff.abandoned(folder) == []
+    assert not list((tmp_path / "root").rglob("*.progress.json"))
 
 
 def _answers(client):

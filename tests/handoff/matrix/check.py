@@ -200,7 +200,7 @@ def reloads(c: Client, app_file: Path, token: str) -> str:
     for n in range(1, 4):
         text = app_file.read_text()
         app_file.write_text(re.sub(r"^VERSION = \d+", f"VERSION = {n}", text, flags=re.M))
-        wait_for(lambda: c.call("GET", "/version")[1]["version"] == n, 30, f"the reloaded app (version {n})")
+        wait_for(lambda n=n: c.call("GET", "/version")[1]["version"] == n, 30, f"the reloaded app (version {n})")
         session_write(c)
         time.sleep(1)  # the previous app's forkserver and children wind down
         counts.append(len(marked(token)))
