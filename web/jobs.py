@@ -70,7 +70,7 @@ def replay(ws: storage.Workspace, key: str):
 def log_job(spec: dict[str, Any], result: dict[str, Any], seconds: float) -> None:
     """One line per finished job: its whole time, and run_job's own in the child (child_ms)."""
     log.info(
-        "job %s ops=%s status=done duration_ms=%.1f child_ms=%s child_pid=%s mode=%s web_pid=%s",
+        "job %s ops=%s status=ok duration_ms=%.1f child_ms=%s child_pid=%s mode=%s web_pid=%s",
         spec["job_id"], ",".join(spec["ops"]), seconds * 1000, result.get("ms"),
         result.get("pid"), current_app.config["HANDOFF_MODE"], os.getpid(),
     )
