@@ -10,7 +10,7 @@ PORT   ?= 5000
 # requests. Children are single-threaded and unaffected. See bench/RESULTS.md.
 export MALLOC_ARENA_MAX ?= 2
 
-.PHONY: run test serve bench cleanup clean
+.PHONY: run test test-fast handoff serve bench cleanup clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -34,6 +34,20 @@ test: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(MAKE) handoff
+
+# The quick loop while changing code: no browser, nginx cluster, gunicorn, corpus or handoff matrix.
+test-fast: $(VENV)/.dev
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -q -x -m "not browser and not deploy and not gunicorn" \
+		--ignore=tests/test_corpus.py --ignore=tests/test_mutations.py $(PYTEST_ARGS)
+
+# flask-handoff as a package: the sdist and wheel checked (twine, the README run as written, the
+# sdist's own tests against the wheel), its docs built with warnings as errors, and the server
+# matrix run against the wheel (`make handoff NOX_ARGS="-s matrix -- gevent uwsgi"` for some cells).
+handoff: $(VENV)/.dev
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/nox $(NOX_ARGS)
 
 serve: $(VENV)/.runtime
 	$(BIN)/gunicorn --config gunicorn.conf.py "app:create_app()"
