@@ -174,7 +174,7 @@ def _table(rows: list[dict]) -> str:
         lines.append("| " + " | ".join([
             r.get("cell", "?"), r.get("server", "?"), r.get("python", "?"), r.get("flask", "?"),
             r.get("flask-session", "?"), r.get("backend", "?"), r.get("mode", "?"),
-            "pass" if r.get("passed") else "FAIL", rss, notes.replace("|", "/")[:300]]) + " |")
+            "pass" if r.get("passed") else "FAIL", rss, " ".join(notes.replace("|", "/").split())[:300]]) + " |")
     return "\n".join(lines) + "\n"
 
 
