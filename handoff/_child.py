@@ -249,7 +249,7 @@ def _settle(conn: Connection) -> None:
         os.setpgrp()
         threading.Thread(target=_end_with_parent, args=(os.getppid(),), name="handoff-orphan-watch",
                          daemon=True).start()
-    os.set_blocking(conn.fileno(), True)
+        os.set_blocking(conn.fileno(), True)
 
 
 def _end_with_parent(parent: int) -> None:

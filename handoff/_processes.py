@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import multiprocessing.connection
 import multiprocessing.forkserver
 import os
 import select
@@ -100,8 +101,9 @@ def pipe(ctx: ForkServerContext | SpawnContext, duplex: bool = True) -> tuple[Co
     be read in part, and a child waiting for its call would fail at once.
     """
     ends = ctx.Pipe(duplex=duplex)
-    for end in ends:
-        os.set_blocking(end.fileno(), True)
+    if os.name == "posix":  # elsewhere a Pipe is not a socket pair, and its ends are handles
+        for end in ends:
+            os.set_blocking(end.fileno(), True)
     return ends
 
 
@@ -208,8 +210,11 @@ def wait_readable(fd: int, timeout: float | None) -> bool:
     """Wait until ``fd`` can be read (or is closed at the other end); False after ``timeout`` seconds.
 
     ``select`` is looked up at each call, so that under gevent or eventlet,
-    whenever they patched it, the wait lets other greenlets run.
+    whenever they patched it, the wait lets other greenlets run. Where a
+    pipe is a handle, not a file descriptor (Windows), multiprocessing waits.
     """
+    if os.name != "posix":
+        return bool(multiprocessing.connection.wait([fd], timeout))
     poll = getattr(select, "poll", None)
     if poll is not None:
         poller = poll()

@@ -2,7 +2,7 @@
 
 import os
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from conftest import upload
 
@@ -20,7 +20,7 @@ def test_cleanup_deletes_expired_sessions_and_their_workspaces(db_app):
     with app.app_context():
         model = app.session_interface.sql_session_model
         row = model.query.filter_by(session_id="session:" + expired.get_cookie("session").value).one()
-        row.expiry = datetime.utcnow() - timedelta(minutes=1)
+        row.expiry = datetime.now(UTC).replace(tzinfo=None) - timedelta(minutes=1)
         app.session_interface.client.session.commit()
     old = time.time() - 7200
     os.utime(os.path.join(root, expired_ws), (old, old))

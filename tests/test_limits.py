@@ -2,7 +2,7 @@
 
 import os
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from conftest import image_bytes, upload
 
@@ -191,13 +191,13 @@ def test_viewing_the_gallery_extends_the_session(app, client):
     upload(client)
     with app.app_context():
         row, model = expiry(app, client)
-        row.expiry = datetime.utcnow() + timedelta(hours=1)
+        row.expiry = datetime.now(UTC).replace(tzinfo=None) + timedelta(hours=1)
         app.session_interface.client.session.commit()
     with client.session_transaction() as sess:
         sess["_seen"] = time.time() - 7200
     assert "Set-Cookie" in client.get("/").headers
     with app.app_context():
         row, _ = expiry(app, client)
-        assert row.expiry > datetime.utcnow() + timedelta(days=6)
+        assert row.expiry > datetime.now(UTC).replace(tzinfo=None) + timedelta(days=6)
     # Within the hour, looking again writes nothing.
     assert "Set-Cookie" not in client.get("/").headers
