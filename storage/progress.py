@@ -47,7 +47,8 @@ def reclaim_abandoned(ws: Workspace, manifest: Manifest, grace_seconds: float, r
 
     A directory whose job's note was abandoned (its owner died) goes now; one
     with no note at all (a request that died while storing its upload) is
-    spared for ``grace_seconds`` after its last change.
+    spared for ``grace_seconds`` after its last change. Read the notes before
+    the manifest: a job that finishes in between is then in the manifest.
     """
     live = {n.get("job") for n in running}
     ended = {n.get("job") for n in abandoned}

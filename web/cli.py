@@ -79,8 +79,9 @@ def reclaim_abandoned_jobs(grace_seconds: float) -> int:
     for entry in root.iterdir() if root.is_dir() else ():
         if entry.is_dir() and storage.is_valid_id(entry.name):
             ws = workspace_for(entry.name)
-            reclaimed += storage.reclaim_abandoned(ws, storage.load_manifest(ws), grace_seconds,
-                                                   handoff.running(ws.id), handoff.abandoned(ws.id))
+            # The notes first: a job that finishes after they are read is in the manifest read next.
+            running, ended = handoff.running(ws.id), handoff.abandoned(ws.id)
+            reclaimed += storage.reclaim_abandoned(ws, storage.load_manifest(ws), grace_seconds, running, ended)
     if reclaimed:
         current_app.logger.warning("reclaimed %d abandoned job directories under %s", reclaimed, root)
     return reclaimed

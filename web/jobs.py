@@ -303,9 +303,9 @@ def clear():
     if had_jobs:
         ws = current_workspace()
         storage.clear_jobs(ws)
+        running, ended = handoff.running(ws.id), handoff.abandoned(ws.id)  # before the manifest, as in cli
         manifest = storage.load_manifest(ws)
-        # Jobs of a server killed mid-way.
-        storage.reclaim_abandoned(ws, manifest, 3600, handoff.running(ws.id), handoff.abandoned(ws.id))
+        storage.reclaim_abandoned(ws, manifest, 3600, running, ended)  # jobs of a server killed mid-way
         sync_jobs(ws, manifest)
         start_over()
         keep_alive()
