@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import handoff_fns as fns
@@ -228,3 +229,41 @@ def test_timeouts_and_errors_of_handles_are_handoff_errors(tmp_path):
     with app.app_context():
         handoff.Handoff.close()
 
+
+
+def test_a_note_shows_a_call_before_its_child_and_keeps_its_fields(tmp_path):
+    """With one slot taken, a call given a note waits in running(), owned by the web process; its child's
+    reports keep the note's fields."""
+    import threading
+
+    app = make_app(tmp_path, max_children=1, session_id=lambda: "f" * 24)
+    try:
+        with app.app_context():
+            handoff.Handoff.warm_up()
+        busy = threading.Thread(target=app.test_client().post, args=("/run/sleep_and_note",),
+                                kwargs={"json": [1.5, str(tmp_path / "pid")]})
+        busy.start()
+        wait_for(lambda: read_pid(tmp_path / "pid"), what="the first call to start")
+        seen = []
+
+        def second():
+            with app.test_request_context():
+                handoff.run(fns.steps, 3, 0.3, note={"job": "photo.jpg"})
+
+        waiting = threading.Thread(target=second)
+        waiting.start()
+        with app.app_context():
+            while waiting.is_alive():
+                seen += [n for n in handoff.running("f" * 24) if n.get("job") == "photo.jpg"]
+                time.sleep(0.02)
+        busy.join()
+        waiting.join()
+        queued = [n for n in seen if "step" not in n]
+        assert queued and queued[0]["pid"] == os.getpid()  # before a child had it: the web process's lease
+        stepped = [n for n in seen if "step" in n]
+        assert stepped and all(n["job"] == "photo.jpg" and n["pid"] != os.getpid() for n in stepped)
+        with app.app_context():
+            assert handoff.running("f" * 24) == [] and handoff.abandoned("f" * 24) == []
+    finally:
+        with app.app_context():
+            handoff.Handoff.close()
