@@ -273,7 +273,7 @@ def _log(call: Call, outcome: Outcome, mode: str, started: float) -> None:
         call.id, call.fn_name, outcome["status"], (time.perf_counter() - started) * 1000, outcome.get("exitcode"),
         outcome.get("pid"), outcome.get("peak_rss_kb"), mode, os.getpid(),
     )
-    if outcome["status"] == "raised":
+    if outcome["status"] == "raised" and outcome.get("exception") is None:  # HANDOFF_RERAISE types are expected
         log.warning("call %s fn=%s raised in the child:\n%s", call.id, call.fn_name,
                     outcome.get("traceback") or f"{outcome['type']}: {outcome['detail']}")
 

@@ -57,9 +57,10 @@ def test_a_call_that_returns_leaves_nothing_running(app, tmp_path):
     wait_for(lambda: not is_alive(grandchild), timeout=5, what="the grandchild to be killed")
 
 
-def test_named_exception_types_come_back_as_themselves(app):
-    with app.app_context(), pytest.raises(fns.Refused) as info:
+def test_named_exception_types_come_back_as_themselves(app, caplog):
+    with caplog.at_level(logging.INFO, "handoff"), app.app_context(), pytest.raises(fns.Refused) as info:
         handoff.run(fns.refuse, "too big")
+    assert "status=raised" in caplog.text and "raised in the child" not in caplog.text  # expected: no traceback
     assert (info.value.message, info.value.kind) == ("refused: too big", "too big")
     cause = info.value.__cause__
     assert isinstance(cause, handoff.RemoteTraceback)
@@ -68,8 +69,10 @@ def test_named_exception_types_come_back_as_themselves(app):
 
 def test_other_exceptions_are_child_failed_even_when_named_but_not_rebuildable(app, caplog):
     with app.app_context():
-        with pytest.raises(handoff.ChildFailed, match="ValueError: secret sauce"):
+        with caplog.at_level(logging.WARNING, "handoff"), pytest.raises(handoff.ChildFailed, match="secret sauce"):
             handoff.run(fns.boom)
+    assert "raised in the child" in caplog.text and 'raise ValueError("secret sauce")' in caplog.text
+    with app.app_context():
         with caplog.at_level(logging.WARNING, "handoff"), pytest.raises(handoff.ChildFailed) as info:
             handoff.run(fns.refuse_unrebuildably)
     assert info.value.type_name == "Unrebuildable"
