@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.cookiejar
 import json
+import os
 import re
+import signal
 import socket
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 
@@ -94,3 +101,31 @@ class Client:
 
     def post(self, path: str, json: Any = None, **kw: Any) -> Response:
         return self.request("POST", path, json_body=json, **kw)
+
+
+@contextlib.contextmanager
+def killed_submit_app(root: Path, secret: str, **env: str) -> Iterator[Client]:
+    """``handoff_submit_app`` served by ``flask run`` in a process of its own; SIGKILLed (it and its
+    forkserver) when the block ends, as a crash or the OOM killer would. ``env``: HANDOFF_TEST_* settings."""
+    here = Path(__file__).parent
+    port = free_port()
+    environ = {**os.environ, "HANDOFF_TEST_ROOT": str(root), "HANDOFF_TEST_SECRET": secret,
+               **{f"HANDOFF_TEST_{k.upper()}": v for k, v in env.items()},
+               "PYTHONPATH": os.pathsep.join([str(here), os.getcwd()])}
+    server = subprocess.Popen([Path(sys.executable).parent / "flask", "--app", "handoff_submit_app", "run",
+                               "--port", str(port)], cwd=here, env=environ,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        remote = Client(port)
+        wait_for(lambda: _answers(remote), what="the server")
+        yield remote
+    finally:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+
+
+def _answers(client: Client) -> bool:
+    try:
+        return client.post("/session", json={}).status_code == 200
+    except OSError:
+        return False

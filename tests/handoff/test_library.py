@@ -3,7 +3,6 @@
 import logging
 import os
 import re
-import signal
 import subprocess
 import sys
 import textwrap
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import handoff_fns as fns
 import pytest
-from helpers import Client, free_port, is_alive, read_pid, wait_for
+from helpers import is_alive, killed_submit_app, read_pid, wait_for
 from test_handoff import make_app
 
 import handoff
@@ -151,21 +150,10 @@ def test_a_note_whose_child_is_gone_is_not_running(tmp_path):
     """SIGKILL a server with a call reporting progress: another worker sees no call running, not a ghost."""
     from handoff_submit_app import create_app
 
-    port = free_port()
-    env = {**os.environ, "HANDOFF_TEST_ROOT": str(tmp_path / "root"), "HANDOFF_TEST_SECRET": "s",
-           "PYTHONPATH": str(Path(__file__).parent)}
-    server = subprocess.Popen([Path(sys.executable).parent / "flask", "--app", "handoff_submit_app", "run",
-                               "--port", str(port)], cwd=Path(__file__).parent, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        remote = Client(port)
-        wait_for(lambda: _answers(remote), what="the server")
+    with killed_submit_app(tmp_path / "root", "s") as remote:
         remote.post("/submit/steps", json=[200, 0.1])
         notes = wait_for(lambda: remote.get("/running").get_json(), what="a progress note")
         folder = remote.get("/folder").get_json()["folder"]
-    finally:
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait()
     child = notes[0]["pid"]
     wait_for(lambda: not is_alive(child), timeout=10, what="the orphaned child to stop")
     other = create_app(str(tmp_path / "root"), "s")
@@ -177,13 +165,6 @@ def test_a_note_whose_child_is_gone_is_not_running(tmp_path):
         assert ended["call"] == notes[0]["call"] and ended["step"].startswith("step ")
         assert handoff.abandoned(folder) == []
     assert not list((tmp_path / "root").rglob("*.progress.json"))
-
-
-def _answers(client):
-    try:
-        return client.post("/session", json={}).status_code == 200
-    except OSError:
-        return False
 
 
 def indented_block(text):

@@ -2,14 +2,11 @@
 
 import os
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 from handoff_submit_app import create_app
-from helpers import Client, free_port, is_alive, read_pid, wait_for
+from helpers import is_alive, killed_submit_app, read_pid, wait_for
 
 import handoff
 
@@ -103,24 +100,12 @@ def test_a_killed_child_and_a_timeout_are_recorded_by_the_web_process(workers, t
 
 def test_a_call_whose_server_died_is_reported_lost(workers, tmp_path):
     """SIGKILL the server (web process and forkserver): the child follows, no record is ever written."""
-    port = free_port()
-    env = {**os.environ, "HANDOFF_TEST_ROOT": str(tmp_path / "root"), "HANDOFF_TEST_SECRET": SECRET,
-           "HANDOFF_TEST_TIMEOUT": "1", "HANDOFF_TEST_QUEUE_TIMEOUT": "0.5",
-           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.getcwd()])}
-    server = subprocess.Popen([Path(sys.executable).parent / "flask", "--app", "handoff_submit_app", "run",
-                               "--port", str(port)], cwd=Path(__file__).parent, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        remote = Client(port)
-        wait_for(lambda: _answers(remote), what="the server")
-        pid_file = tmp_path / "pid"
+    pid_file = tmp_path / "pid"
+    with killed_submit_app(tmp_path / "root", SECRET, timeout="1", queue_timeout="0.5") as remote:
         response = remote.post("/submit/sleep_and_note", json=[30, str(pid_file)])
         assert response.status_code == 202
         call_id = response.get_json()["id"]
         child = wait_for(lambda: read_pid(pid_file), what="the child's pid")
-    finally:
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait()
     wait_for(lambda: not is_alive(child), timeout=10, what="the orphaned child to stop")
     b = workers[1].test_client()
     b.set_cookie("session", next(c.value for c in remote.jar if c.name == "session"))
@@ -128,10 +113,3 @@ def test_a_call_whose_server_died_is_reported_lost(workers, tmp_path):
     response = b.post(f"/result/{call_id}")
     assert response.status_code == 500
     assert "the process that ran it stopped" in response.get_data(as_text=True)
-
-
-def _answers(client):
-    try:
-        return client.post("/session", json={}).status_code == 200
-    except OSError:
-        return False
