@@ -63,6 +63,12 @@ class Call:
         return Path(self.folder) / f"{self.id}.json"
 
     @property
+    def lease_path(self) -> Path:
+        """A submitted call's lease: who runs it (its web process, then its child) and until when."""
+        assert self.folder is not None
+        return Path(self.folder) / f"{self.id}.lease.json"
+
+    @property
     def progress_path(self) -> Path:
         assert self.folder is not None
         return Path(self.folder) / f"{self.id}.progress.json"
@@ -110,6 +116,7 @@ class ChildSession(MutableMapping[str, Any]):
 
 
 _current: Call | None = None  # the call this child is running
+_outlives_parent_until = 0.0  # a submitted call not yet recorded: its deadline, else 0
 
 
 def report(**fields: Any) -> None:
@@ -177,8 +184,12 @@ def perform(call: Call) -> Outcome:
     Its session writes are recorded if it succeeded; a detached call
     (``submit``) records its whole outcome, success or not, for a later request.
     """
-    global _current
+    global _current, _outlives_parent_until
     _current = call
+    if call.detached and call.folder is not None:
+        # From now on the call lives as long as this child, not its web process: the lease says so.
+        write_json(call.lease_path, {"call": call.id, "fn": call.fn_name, **lease(0), "deadline": call.deadline})
+        _outlives_parent_until = call.deadline
     sessions: list[ChildSession] = []
 
     def bind(value: Any) -> Any:
@@ -203,6 +214,7 @@ def perform(call: Call) -> Outcome:
             outcome = failure(exc)
             if call.detached:
                 write_record(call, [], outcome)
+    _outlives_parent_until = 0.0  # recorded: nothing is lost if the child ends now
     return {**outcome, "pid": os.getpid(), "peak_rss_kb": peak_rss_kb()}
 
 
@@ -254,9 +266,13 @@ def _settle(conn: Connection) -> None:
 
 def _end_with_parent(parent: int) -> None:
     # In a group of its own, the child no longer hears what ends its parent's
-    # group; when the parent (the forkserver, which ends with the web
-    # process) is gone, the call is of no use to anyone: end it and its group.
+    # group. When the parent (the forkserver, which ends with the web process)
+    # is gone, a call made with run() is of no use to anyone: end it and its
+    # group. A submitted call records its own outcome for a later request, so
+    # it goes on, but only until its deadline, which nobody else enforces now.
     while os.getppid() == parent:
+        time.sleep(ORPHAN_CHECK)
+    while time.time() < _outlives_parent_until:
         time.sleep(ORPHAN_CHECK)
     os.killpg(os.getpid(), signal.SIGKILL)
 

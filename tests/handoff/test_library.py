@@ -150,7 +150,8 @@ def test_a_note_whose_child_is_gone_is_not_running(tmp_path):
     """SIGKILL a server with a call reporting progress: another worker sees no call running, not a ghost."""
     from handoff_submit_app import create_app
 
-    with killed_submit_app(tmp_path / "root", "s") as remote:
+    # A submitted call outlives its web process until its deadline (2.5 s after it was made), then ends.
+    with killed_submit_app(tmp_path / "root", "s", timeout="2", queue_timeout="0.5") as remote:
         remote.post("/submit/steps", json=[200, 0.1])
         notes = wait_for(lambda: remote.get("/running").get_json(), what="a progress note")
         folder = remote.get("/folder").get_json()["folder"]

@@ -98,8 +98,20 @@ def test_a_killed_child_and_a_timeout_are_recorded_by_the_web_process(workers, t
     assert files(tmp_path) == []
 
 
+def test_a_submitted_call_outlives_its_web_process_and_is_collected_elsewhere(workers, tmp_path):
+    """As when gunicorn recycles a worker (--max-requests) with a submitted call still running."""
+    with killed_submit_app(tmp_path / "root", SECRET, timeout="30") as remote:
+        call_id = remote.post("/submit/steps", json=[3, 0.5]).get_json()["id"]
+        wait_for(lambda: remote.get("/running").get_json(), what="the call to start")
+    b = workers[1].test_client()
+    b.set_cookie("session", next(c.value for c in remote.jar if c.name == "session"))
+    assert b.post(f"/result/{call_id}?wait=20").get_json()["value"] == 3
+    assert files(tmp_path) == []
+
+
 def test_a_call_whose_server_died_is_reported_lost(workers, tmp_path):
-    """SIGKILL the server (web process and forkserver): the child follows, no record is ever written."""
+    """SIGKILL the server (web process and forkserver) with a call running past its deadline: the child
+    ends at that deadline, no record is ever written."""
     pid_file = tmp_path / "pid"
     with killed_submit_app(tmp_path / "root", SECRET, timeout="1", queue_timeout="0.5") as remote:
         response = remote.post("/submit/sleep_and_note", json=[30, str(pid_file)])

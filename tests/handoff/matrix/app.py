@@ -15,6 +15,8 @@ import handoff
 from handoff import Handoff, handle, report, run, running, submit
 
 VERSION = 0  # check.py edits this line to make the reloader restart the app
+#: The sleeper's timeout: room for a cold child that imports this module (and SQLAlchemy) first.
+SLEEP_TIMEOUT = 5
 
 ROOT = os.environ["MATRIX_ROOT"]
 BACKEND = os.environ.get("MATRIX_BACKEND", "cookie")
@@ -159,7 +161,7 @@ def sleeper():
     pid_file = os.path.join(ROOT, f"sleeper-{secrets.token_hex(4)}")
     started = time.monotonic()
     try:
-        run(sleep_noting_pid, pid_file, 30, timeout=2)
+        run(sleep_noting_pid, pid_file, 30, timeout=SLEEP_TIMEOUT)
     except handoff.Timeout:
         seconds = time.monotonic() - started
         try:

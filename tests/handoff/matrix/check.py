@@ -159,7 +159,7 @@ def timeout(c: Client) -> str:
     status, body = c.call("POST", "/sleep")
     check(status == 200 and body["timeout"], f"{status} {body}")
     check(body["child_alive"] is False, f"the sleeping child: {body['child_alive']}")
-    check(body["seconds"] < 6, f"took {body['seconds']:.1f} s")
+    check(body["seconds"] < 9, f"took {body['seconds']:.1f} s")  # its 5 s timeout, then the kill and join
     return f"killed after {body['seconds']:.1f} s"
 
 
