@@ -164,17 +164,20 @@ def matrix(session: nox.Session) -> None:
 
 
 def _table(rows: list[dict]) -> str:
-    head = ["cell", "server", "Python", "Flask", "Flask-Session", "session", "mode", "result", "web RSS", "notes"]
+    head = ["cell", "server", "Python", "Flask", "Flask-Session", "session", "mode", "result", "web RSS",
+            "32 at once", "notes"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         checks = r.get("checks", {})
         failed = [f"{k}: {v}" for k, v in checks.items() if not v.startswith("ok")]
         rss = checks.get("web RSS over 20 × 200 MB", "").removeprefix("ok: ").split(" (")[0]
+        at_once = checks.get("32 writes at once", "").removeprefix("ok: ").split(" kept")[0]
         notes = "; ".join(failed) if failed else checks.get("reloads", "").removeprefix("ok: ")
         lines.append("| " + " | ".join([
             r.get("cell", "?"), r.get("server", "?"), r.get("python", "?"), r.get("flask", "?"),
             r.get("flask-session", "?"), r.get("backend", "?"), r.get("mode", "?"),
-            "pass" if r.get("passed") else "FAIL", rss, " ".join(notes.replace("|", "/").split())[:300]]) + " |")
+            "pass" if r.get("passed") else "FAIL", rss, at_once,
+            " ".join(notes.replace("|", "/").split())[:300]]) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from filelock import BaseFileLock
 
-from .files import lease, new_lock, write_json
+from .files import lease, new_lock, read_json, write_json
 
 Outcome = dict[str, Any]
 
@@ -188,7 +188,10 @@ def perform(call: Call) -> Outcome:
     _current = call
     if call.detached and call.folder is not None:
         # From now on the call lives as long as this child, not its web process: the lease says so.
-        write_json(call.lease_path, {"call": call.id, "fn": call.fn_name, **lease(0), "deadline": call.deadline})
+        # The web process that wrote the lease until now still records this child's exit, if it is alive.
+        web = {k: v for k, v in (read_json(call.lease_path) or {}).items() if k in ("host", "pid")}
+        write_json(call.lease_path, {"call": call.id, "fn": call.fn_name, **lease(0), "deadline": call.deadline,
+                                     "web": web})
         _outlives_parent_until = call.deadline
     sessions: list[ChildSession] = []
 

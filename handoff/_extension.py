@@ -21,6 +21,7 @@ from flask.typing import ResponseReturnValue
 from ._child import Call, Outcome, SessionArgument, import_string, write_note
 from ._processes import describe_exit
 from ._runners import MODES, Runner
+from ._sessions import install as install_merge
 from .errors import Busy, ChildFailed, HandoffError, Timeout
 from .files import LOCK_TYPES, is_live, is_valid_id, new_id
 
@@ -40,6 +41,7 @@ DEFAULTS: dict[str, Any] = {
     "HANDOFF_PRELOAD": [],  # modules the forkserver imports once, for every child
     "HANDOFF_REHEARSAL": None,  # "module:function" a waiting child runs to warm itself up
     "HANDOFF_RERAISE": [],  # exception types (or "module:Name") raised in the parent as themselves
+    "HANDOFF_SESSION_MERGE": None,  # save only what a request changed (None: on with a Flask-Session store)
 }
 OPTIONS = {key.removeprefix("HANDOFF_").lower(): key for key in DEFAULTS}
 
@@ -147,7 +149,8 @@ class Handoff:
             raise ValueError(f"HANDOFF_MODE must be one of {sorted(MODES)}, not {app.config['HANDOFF_MODE']!r}")
         if app.config["HANDOFF_LOCK_TYPE"] not in LOCK_TYPES:
             raise ValueError(f"HANDOFF_LOCK_TYPE must be one of {sorted(LOCK_TYPES)}")
-        app.extensions["handoff"] = _State(app, self.session_id)
+        app.extensions["handoff"] = state = _State(app, self.session_id)
+        _merge_sessions(app, state)
         handlers = app.error_handler_spec[None][None]  # handlers by exception class, for the whole app
         for exc_class in (ChildFailed, Timeout, Busy):
             if exc_class not in handlers:  # the app's own handler, registered earlier, wins
@@ -162,6 +165,29 @@ class Handoff:
     def close() -> None:
         """Stop this process's waiting children (they start again on the next call)."""
         _state().close()
+
+
+def _merge_sessions(app: Flask, state: _State) -> None:
+    """Install the merging save on the app's Flask-Session store (``HANDOFF_SESSION_MERGE``).
+
+    Off: never. On: the app must have a Flask-Session store already. Unset:
+    on as soon as one is seen, at the latest on the first request (so that
+    ``Session(app)`` may come after ``Handoff(app)``).
+    """
+    setting = app.config["HANDOFF_SESSION_MERGE"]
+    if setting is False or install_merge(app, state.root, state.lock_type):
+        return
+    if setting:
+        raise RuntimeError("HANDOFF_SESSION_MERGE is on, but the app has no Flask-Session store: "
+                           "call Session(app) before Handoff(app), or leave the setting unset")
+    pending = [True]
+
+    def install_late() -> None:
+        if pending:
+            pending.clear()
+            install_merge(app, state.root, state.lock_type)
+
+    app.before_request(install_late)
 
 
 def _state() -> _State:

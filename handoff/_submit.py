@@ -60,9 +60,14 @@ class Handle:
             return None
 
     def _lost(self) -> bool:
-        # Lost once its web process is gone (on this host), or some time after its deadline.
+        # Lost once both its child and its web process (which records the child's end) are gone, on
+        # this host; or some time after its deadline.
         found = self._lease()
-        return found is None or not is_live({**found, "deadline": found.get("deadline", 0) + LEASE_GRACE})
+        if found is None:
+            return True
+        deadline = found.get("deadline", 0) + LEASE_GRACE
+        holders = [found, found["web"]] if found.get("web") else [found]
+        return not any(is_live({**holder, "deadline": deadline}) for holder in holders)
 
     def done(self) -> bool:
         """Whether the call has ended (or was lost with the process that ran it)."""

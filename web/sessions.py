@@ -163,9 +163,10 @@ def keep_workspace(ws: storage.Workspace) -> None:
 def sync_jobs(ws: storage.Workspace, manifest: storage.manifest.Manifest) -> list[dict[str, Any]]:
     """Make the session's list of newest jobs match the manifest, the locked source of truth; return all jobs.
 
-    A concurrent request may have saved an older copy of the session (the
-    store has no locking, the last save wins); the manifest cannot lose a
-    job, so every view reads it and repairs the session from it.
+    ``handoff``'s merging save keeps the keys concurrent requests set, but two
+    that both set ``jobs`` meet on one key and the later one wins, perhaps
+    with a list read before the other's job was recorded; the manifest cannot
+    lose a job, so every view reads it and repairs the list from it.
     """
     jobs = manifest["jobs"]
     if jobs:
@@ -186,9 +187,10 @@ def lifetime_days() -> int:
 def keep_alive() -> None:
     """Push the session's expiry back when its owner looks at the gallery.
 
-    Reads never save the session (``SESSION_REFRESH_EACH_REQUEST`` is off, so a
-    stale copy cannot overwrite a newer one); marking it seen at most once an
-    hour renews the row's expiry and the cookie's at the cost of one write.
+    A request that changes nothing saves nothing (``SESSION_REFRESH_EACH_REQUEST``
+    is off, and ``handoff``'s merging save never writes an unchanged session);
+    marking it seen at most once an hour renews the row's expiry and the
+    cookie's at the cost of one write.
     """
     if not has_workspace():
         return

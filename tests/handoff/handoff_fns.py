@@ -106,3 +106,18 @@ def refuse(kind):
 
 def refuse_unrebuildably():
     raise Unrebuildable(1, 2)
+
+
+def write_key(session, key, value, pause):
+    """Set one key of the session, after ``pause`` seconds (so that concurrent requests overlap)."""
+    time.sleep(pause)
+    session[key] = value
+
+
+def delete_key(session, key, pause):
+    time.sleep(pause)
+    session.pop(key, None)
+
+
+def pause(seconds):
+    time.sleep(seconds)

@@ -129,3 +129,59 @@ def _answers(client: Client) -> bool:
         return client.post("/session", json={}).status_code == 200
     except OSError:
         return False
+
+
+def require(reason: str) -> None:
+    """Skip for a missing server on a developer's machine; never in CI."""
+    import pytest
+
+    if os.environ.get("CI"):
+        pytest.fail(f"must not be skipped in CI: {reason}")
+    pytest.skip(reason)
+
+
+@contextlib.contextmanager
+def redis_server(work: Path) -> Iterator[str]:
+    """A real ``redis-server`` on a free port, keeping nothing on disk; yield its URL."""
+    import shutil
+
+    if not shutil.which("redis-server"):
+        require("redis-server is not installed (apt-get install redis-server)")
+    port = free_port()
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--save", "", "--appendonly", "no",
+                             "--dir", str(work)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: _connects(port), 10, what="redis-server")
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def _connects(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), 1).close()
+        return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def gunicorn(module: str, env: dict[str, str], log: Path, workers: int = 2, threads: int = 16) -> Iterator[int]:
+    """``module:app`` served by gunicorn's threaded worker from this folder, its log in ``log``; yield its port."""
+    here = Path(__file__).parent
+    port = free_port()
+    environ = {**os.environ, **env, "PYTHONPATH": os.pathsep.join([str(here), os.getcwd()])}
+    with open(log, "wb") as stderr:
+        server = subprocess.Popen(
+            [Path(sys.executable).parent / "gunicorn", "-k", "gthread", "-w", str(workers),
+             "--threads", str(threads), "-b", f"127.0.0.1:{port}", f"{module}:app"],
+            cwd=here, env=environ, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
+    try:
+        wait_for(lambda: server.poll() is not None or _connects(port), what="gunicorn")
+        if server.poll() is not None:
+            raise AssertionError(f"gunicorn exited:\n{log.read_text()[-3000:]}")
+        yield port
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(30)

@@ -24,6 +24,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import urllib.error
@@ -191,8 +192,37 @@ def submitted(c: Client) -> str:
     return f"progress seen ({notes[0]['step']}), result and write collected"
 
 
+#: Requests of one session sent at once, each with a child that sets a key of its own.
+AT_ONCE = 32
+
+
+def concurrent_writes(c: Client, backend: str) -> str:
+    check(c.call("POST", "/session", {"before": "kept"})[0] == 200, "POST /session failed")
+    start = threading.Barrier(AT_ONCE)
+    statuses: list[object] = [None] * AT_ONCE
+
+    def send(i: int) -> None:
+        start.wait()
+        statuses[i] = c.call("POST", f"/write/at-once-{i}", {"value": i})[0]
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(AT_ONCE)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    check(statuses == [200] * AT_ONCE, f"answers: {statuses}")
+    stored = c.call("GET", "/session")[1]["session"]
+    kept = sum(1 for i in range(AT_ONCE) if stored.get(f"at-once-{i}") == i)
+    if backend == "cookie":  # the browser keeps whichever cookie came last: nothing to merge on the server
+        return f"{kept}/{AT_ONCE}, cookie: not merged"
+    check(kept == AT_ONCE and stored.get("before") == "kept", f"{kept} of {AT_ONCE} keys kept: {sorted(stored)}")
+    return f"{kept}/{AT_ONCE} kept"
+
+
 CHECKS = {"session write": session_write, "strings": strings, "exception": exception, "timeout": timeout,
           "web RSS over 20 × 200 MB": memory, "submit/report": submitted}
+#: Checks that depend on the session backend.
+BACKEND_CHECKS = {f"{AT_ONCE} writes at once": concurrent_writes}
 
 
 def reloads(c: Client, app_file: Path, token: str) -> str:
@@ -258,6 +288,13 @@ def main() -> int:
             began = time.monotonic()
             try:
                 results[name] = "ok: " + fn(client) + f" [{time.monotonic() - began:.1f} s]"
+            except Exception as exc:
+                failed = True
+                results[name] = f"FAILED: {exc}"
+                traceback.print_exc()
+        for name, backend_fn in BACKEND_CHECKS.items():
+            try:
+                results[name] = "ok: " + backend_fn(client, args.backend)
             except Exception as exc:
                 failed = True
                 results[name] = f"FAILED: {exc}"
