@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from helpers import Client, gunicorn, redis_server, require
 
+pytestmark = pytest.mark.gunicorn
 HERE = Path(__file__).parent
 BACKENDS = ["sqlite", "postgresql", "redis", "filesystem", "cachelib"]
 POSTGRES_URL = os.environ.get("HANDOFF_TEST_POSTGRES_URL")
