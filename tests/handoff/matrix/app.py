@@ -112,7 +112,9 @@ def folder_id():
 
 app = Flask(__name__)
 app.config.update(SECRET_KEY=os.environ["MATRIX_SECRET"], HANDOFF_STORAGE_ROOT=os.path.join(ROOT, "handoff"),
-                  HANDOFF_MODE=os.environ.get("MATRIX_MODE", "warm"))
+                  HANDOFF_MODE=os.environ.get("MATRIX_MODE", "warm"),
+                  # 32 requests of one session at once queue for 2 child slots: room for the last of them.
+                  HANDOFF_QUEUE_TIMEOUT=60.0)
 configure_sessions(app)
 Handoff(app, session_id=folder_id if BACKEND == "cookie" else None)
 app.register_error_handler(getattr(handoff, "NotFinished", TimeoutError), lambda e: ({"error": str(e)}, 202))
