@@ -284,3 +284,18 @@ def test_a_tiffs_orientation_turns_it_like_a_jpegs(client, real):
     job = post_file(client, real, ops=("invert",)).get_json()
     assert (job["source"]["width"], job["source"]["height"]) == (88, 590)  # stored 590×88, turned a quarter
     assert decode(client.get(job["outputs"][0]["url"]).data).size == (88, 590)
+
+
+# Ops on real photos ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("real", ["xmp_test.jpg", "icc_profile_big.jpg"], indirect=True)
+def test_edges_draws_dark_lines_on_white_in_a_file_no_larger_than_the_photo(client, real):
+    response = post_file(client, real, ops=["edges"])
+    assert response.status_code == 201, response.get_json()
+    edges = response.get_json()["outputs"][0]
+    data = client.get(edges["url"]).data
+    drawing = decode(data).convert("L")
+    histogram = drawing.histogram()
+    assert sum(histogram[200:]) / sum(histogram) > 0.9  # mostly paper
+    assert sum(histogram[:128]) > 0  # and some lines
+    assert len(data) <= real.stat().st_size
