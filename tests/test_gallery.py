@@ -229,6 +229,25 @@ def test_a_job_downloads_as_a_zip_of_its_original_and_outputs(client):
         assert archive.getinfo(name).compress_type == zipfile.ZIP_STORED
 
 
+@pytest.mark.parametrize(("name", "ascii_name", "utf8_name"), [
+    ("Café été.jpg", "Cafe ete.zip", "Café été.zip"),
+    ("Café été 日本.jpg", "Cafe ete.zip", "Café été 日本.zip"),
+    ("日本.jpg", "images.zip", "日本.zip"),
+    ("🌅 sunrise.png", "sunrise.zip", "🌅 sunrise.zip"),
+    ("a:b*c?.jpg", "a_b_c.zip", None),
+])
+def test_a_jobs_zip_is_named_after_the_users_file_in_any_script(client, name, ascii_name, utf8_name):
+    job = upload(client, ops=["invert"], name=name).get_json()
+    response = client.get(job["zip_url"])
+    read_zip(response)
+    disposition = response.headers["Content-Disposition"]
+    assert f'filename="{ascii_name}"' in disposition or f"filename={ascii_name};" in disposition + ";"
+    if utf8_name:
+        assert f"filename*=UTF-8''{quote(utf8_name)}" in disposition
+    else:
+        assert "filename*" not in disposition
+
+
 def test_the_gallery_downloads_as_one_zip_with_a_folder_per_job(app, client):
     for name in ("a.jpg", "b.jpg", "a.jpg"):
         upload(client, ops=["invert"], name=name)

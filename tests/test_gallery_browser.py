@@ -293,3 +293,24 @@ def test_the_page_checks_the_same_limit_as_the_server(browser, make_app, tmp_pat
             return (await fetch(form.action, {method: 'POST', body: data, headers: headers})).status;
         }""", limit - overhead + 1)
         assert status == 413
+
+
+@pytest.mark.parametrize(("name", "saved_as"), [
+    ("Café été 日本.jpg", "Café été 日本.zip"),
+    ('say "cheese" 🧀.jpg', "say _cheese_ 🧀.zip"),
+])
+def test_zips_of_names_beyond_ascii_download_under_the_users_name(page, name, saved_as):
+    page.goto("/")
+    check_ops(page, {"invert"})
+    page.set_input_files("#image", {"name": name, "mimeType": "image/jpeg", "buffer": image_bytes((64, 48))})
+    submit_and_wait(page)
+    for link in (page.locator("article.job a[href$='/download.zip']").first,
+                 page.get_by_role("link", name="Download all (ZIP)")):
+        with page.expect_download() as download:
+            link.click()
+        assert download.value.failure() is None
+        with zipfile.ZipFile(download.value.path()) as archive:
+            assert len(archive.namelist()) == 2
+    with page.expect_download() as download:
+        page.locator("article.job a[href$='/download.zip']").first.click()
+    assert download.value.suggested_filename == saved_as

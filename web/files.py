@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 from flask import Blueprint, Response, abort, request, send_file
 from zipstream import ZIP_STORED, ZipStream
@@ -81,11 +83,24 @@ def serve(job_id: str, filename: str):
     ))
 
 
+def attachment(name: str) -> dict[str, str]:
+    """``Content-Disposition`` parameters naming a download ``name``, whatever its script (RFC 6266).
+
+    Browsers that read ``filename*`` get the name as it is; the plain
+    ``filename`` is its closest ASCII, as Werkzeug's ``send_file`` writes it.
+    """
+    if name.isascii():
+        return {"filename": name}
+    stem, dot, extension = name.rpartition(".")
+    plain = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode().strip(" ._") or "images"
+    return {"filename": f"{plain}{dot}{extension}", "filename*": "UTF-8''" + quote(name, safe="!#$&+-.^_`|~")}
+
+
 def zip_response(archive: ZipStream, name: str) -> Response:
     """Stream ``archive`` as a download called ``name``; its length is known before the first byte."""
     response = Response(archive, mimetype="application/zip", direct_passthrough=True)
     response.content_length = len(archive)
-    response.headers.set("Content-Disposition", "attachment", filename=name)
+    response.headers.set("Content-Disposition", "attachment", **attachment(name))
     return private(response)
 
 
