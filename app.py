@@ -55,6 +55,7 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
         DARKROOM_TRUSTED_ORIGINS=[],
         DARKROOM_CLIENT_LIMITS=True,
         DARKROOM_CLIENT_JOB_RATE="60 per minute; 600 per hour",
+        DARKROOM_CLIENT_SESSION_RATE="10 per minute; 100 per hour",
         DARKROOM_CLIENT_BYTES_PER_HOUR=1024**3,
         DARKROOM_SESSION_QUOTA_MB=1024,
         DARKROOM_MIN_FREE_MB=512,

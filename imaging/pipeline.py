@@ -172,7 +172,7 @@ def decode(path: Path, max_pixels: int, *, reduced_to: tuple[int, int] | None = 
         except BadImage:
             raise
         except MemoryError as exc:  # the file asks for more than a job may hold: a limit, not a bug
-            raise OverLimit("Decoding this image needs more memory than a job may use.") from exc
+            raise OverLimit("Decoding this image needs more memory than one photo may use.") from exc
         except Image.DecompressionBombError as exc:  # a frame larger than the picture it belongs to
             raise OverLimit(f"A frame of this image is larger than the limit of {max_pixels / 1e6:.0f} "
                             "megapixels.") from exc

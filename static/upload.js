@@ -23,7 +23,7 @@
   // One key per chosen file: if the answer to an upload is lost and it is sent
   // again, the server returns the job it already made instead of a second one.
   const keys = new WeakMap();
-  let busy = false;
+  let busy = false;  // a batch is being sent
   let watching = false;
 
   function newKey() {
@@ -51,12 +51,12 @@
 
   function showMessage(message) {
     messages.replaceChildren();
-    addMessage(message);
+    addMessage(message, "error");
   }
 
-  function addMessage(message) {
+  function addMessage(message, kind) {
     const p = document.createElement("p");
-    p.className = "flash flash-error";
+    p.className = "flash flash-" + kind;
     p.textContent = message;
     messages.appendChild(p);
   }
@@ -110,9 +110,23 @@
       showChoice();
     }
   });
+  // Ctrl-V / Cmd-V anywhere but in a text field chooses the images on the clipboard (a screenshot).
+  document.addEventListener("paste", function (event) {
+    if (event.target.closest && event.target.closest("input[type=text], input[type=number], textarea")) return;
+    const pasted = Array.from(event.clipboardData ? event.clipboardData.files : []).filter(function (file) {
+      return file.type.startsWith("image/");
+    });
+    if (!pasted.length) return;
+    event.preventDefault();
+    const transfer = new DataTransfer();
+    pasted.forEach(function (file) { transfer.items.add(file); });
+    input.files = transfer.files;
+    showChoice();
+    announce(pasted.length === 1 ? "Pasted " + pasted[0].name + "." : "Pasted " + pasted.length + " images.");
+  });
 
   // A row of the queue: the file's name, a bar and what is happening to it.
-  function queueRow(file, index, files) {
+  function queueRow(file) {
     const li = document.createElement("li");
     const name = document.createElement("span");
     name.className = "queue-name";
@@ -123,7 +137,7 @@
     bar.value = 0;
     const text = document.createElement("span");
     text.className = "queue-text";
-    text.textContent = "Waiting";
+    text.textContent = "Waiting for its turn";
     li.append(name, bar, text);
     queue.appendChild(li);
     return {
@@ -133,14 +147,16 @@
         bar.textContent = percent + "%";
         text.textContent = message;
         li.className = kind || "";
-        // A refusal is also said next to the form, where errors are announced.
-        if (kind === "error") addMessage(files.length > 1 ? file.name + ": " + message : message);
       },
     };
   }
 
   function images(count) {
     return count + (count === 1 ? " image" : " images");
+  }
+
+  function files(count) {
+    return count + (count === 1 ? " file" : " files");
   }
 
   function stepText(job) {
@@ -158,8 +174,12 @@
         const job = (await runningJobs()).find(function (j) { return j.key === key; });
         if (!stop.done && job) row.set(job.percent || 0, stepText(job) + "… " + (job.percent || 0) + "%");
       } catch (err) { /* a missed poll is harmless; the next one catches up */ }
-      await new Promise(function (resolve) { setTimeout(resolve, 300); });
+      await sleep(300);
     }
+  }
+
+  function sleep(ms) {
+    return new Promise(function (resolve) { setTimeout(resolve, ms); });
   }
 
   function send(data, key, row) {
@@ -175,47 +195,195 @@
         row.set(percent, event.loaded === event.total ? "Uploaded, starting…" : "Uploading… " + percent + "%");
       };
       xhr.onload = function () { resolve(xhr); };
-      xhr.onerror = function () { reject(new Error("The connection to the server was lost; please try again.")); };
+      xhr.onerror = function () { reject(new Error("The connection to the server was lost.")); };
       xhr.send(data);
     });
   }
 
-  // Upload one file as its own job; return the job, or null (the row says why).
-  async function processFile(file, row) {
+  // The batch: every chosen file is an item, sent one after another, each as a job of its own.
+  // A refusal that says when to come back (429 and 503 with Retry-After) is waited out and
+  // sent again under the same Idempotency-Key, so a batch finishes without anyone watching.
+  const batch = [];
+  // The longest wait the page sits out by itself; past it, the file is refused with the server's words.
+  const MAX_WAIT_SECONDS = 15 * 60;
+  // How often a lost connection or an upload still being processed is tried again.
+  const MAX_ATTEMPTS = 5;
+
+  function pending() {
+    return batch.filter(function (item) { return !item.outcome; });
+  }
+
+  // The form's fields as they were when the files were added: later files may ask for other ops.
+  function fields() {
     const data = new FormData(form);
-    data.set("image", file, file.name);
+    data.delete("image");
+    return data;
+  }
+
+  async function bodySize(item) {
     // The exact size of the body the browser will send, multipart framing
     // included: the server's MAX_CONTENT_LENGTH applies to all of it. The
     // framing is measured around an empty file of the same name and type,
     // so the photo itself is never read for this.
-    const framing = new FormData(form);
-    framing.set("image", new File([], file.name, { type: file.type }), file.name);
-    const bytes = (await new Response(framing).blob()).size + file.size;
+    const framing = body(item, new File([], item.file.name, { type: item.file.type }));
+    return (await new Response(framing).blob()).size + item.file.size;
+  }
+
+  function body(item, file) {
+    const data = new FormData();
+    item.fields.forEach(function (value, name) { data.append(name, value); });
+    data.append("image", file, item.file.name);
+    return data;
+  }
+
+  function retryAfter(xhr) {
+    if (xhr.status !== 429 && xhr.status !== 503) return null;
+    const seconds = Number(xhr.getResponseHeader("Retry-After"));
+    return Number.isFinite(seconds) && seconds >= 0 ? seconds : null;
+  }
+
+  function duration(seconds) {
+    if (seconds < 90) return seconds + " s";
+    const minutes = Math.round(seconds / 60);
+    return minutes + (minutes === 1 ? " minute" : " minutes");
+  }
+
+  async function waitOut(item, seconds, why) {
+    item.waiting = true;
+    for (let left = Math.ceil(seconds); left > 0; left--) {
+      item.row.set(0, why + " Waiting " + duration(left) + ", then it is sent again.", "waiting");
+      announceWait(why, left);
+      await sleep(1000);
+    }
+    item.waiting = false;
+  }
+
+  // Said once for the whole batch (screen readers hear it), not for every second of every file.
+  let lastWaitNotice = "";
+  function announceWait(why, left) {
+    const notice = why + " The batch goes on by itself.";
+    if (notice !== lastWaitNotice || left % 15 === 0) {
+      lastWaitNotice = notice;
+      announce(notice + " Waiting " + duration(left) + ".");
+    }
+  }
+
+  // Upload one item as its own job; return the job, or null with item.reason saying why.
+  async function processItem(item) {
+    const row = item.row;
+    const bytes = await bodySize(item);
     if (maxBytes && bytes > maxBytes) {
-      row.set(0, "Not sent: with the form, the upload is " + size(bytes) + "; the limit is " + size(maxBytes) + ".",
-        "error");
+      item.reason = "Not sent: with the form, the upload is " + size(bytes) + "; the limit is " + size(maxBytes) + ".";
       return null;
     }
-    const key = keys.get(file) || newKey();
-    const stop = { done: false };
-    try {
-      const request = send(data, key, row);
-      followProgress(key, row, stop);
-      const xhr = await request;
-      if (xhr.status === 201 || xhr.status === 200) {
-        const job = xhr.response;
-        row.set(100, "Done: " + images(job.outputs.length), "ok");
-        return job;
+    for (let attempt = 1; ; attempt++) {
+      const stop = { done: false };
+      let xhr;
+      try {
+        const request = send(body(item, item.file), item.key, row);
+        followProgress(item.key, row, stop);
+        xhr = await request;
+      } catch (err) {
+        if (attempt >= MAX_ATTEMPTS) { item.reason = err.message + " Please try this file again."; return null; }
+        await waitOut(item, 3 * attempt, err.message);
+        continue;
+      } finally {
+        stop.done = true;
       }
-      const reason = xhr.response && xhr.response.error;
-      row.set(0, reason || "The server answered " + xhr.status + "; please try again.", "error");
-    } catch (err) {
-      row.set(0, err.message, "error");
-    } finally {
-      stop.done = true;
+      if (xhr.status === 201 || xhr.status === 200) return xhr.response;
+      const reason = (xhr.response && xhr.response.error) || "The server answered " + xhr.status + ".";
+      const wait = retryAfter(xhr);
+      if (wait !== null && wait <= MAX_WAIT_SECONDS) {
+        await waitOut(item, wait, xhr.status === 429 ? "The server's limit for your address is reached."
+          : "The server is busy.");
+        continue;
+      }
+      if (xhr.status === 409 && attempt < MAX_ATTEMPTS * 4) {  // sent before, still being processed
+        await sleep(1000);
+        continue;
+      }
+      item.reason = reason;
+      return null;
     }
-    return null;
   }
+
+  async function runBatch() {
+    busy = true;
+    queue.setAttribute("aria-busy", "true");
+    submit.textContent = "Add to this batch";
+    let newest = null;
+    for (let item = pending()[0]; item; item = pending()[0]) {
+      const job = await processItem(item);
+      item.outcome = job ? "done" : "refused";
+      if (!job) {
+        item.row.set(0, item.reason, "error");
+        continue;
+      }
+      newest = job;
+      item.row.set(100, "Done: " + images(job.outputs.length), "ok");
+      announce("Done: " + images(job.outputs.length) + " from " + job.source.name + " (" +
+        batch.filter(function (i) { return i.outcome; }).length + " of " + batch.length + ").");
+      try { await refreshGallery(); } catch (err) { /* the next refresh, or a reload, shows it */ }
+    }
+    busy = false;
+    queue.removeAttribute("aria-busy");
+    submit.textContent = submitText;
+    summarise(newest);
+  }
+
+  // One summary for the batch, in the colour of its outcome; each refusal's reason is said
+  // once, in its file's row (a batch of one: in the summary, next to the form).
+  function summarise(newest) {
+    const refused = batch.filter(function (item) { return item.outcome === "refused"; });
+    const done = batch.length - refused.length;
+    messages.replaceChildren();
+    if (!refused.length) {
+      announce(batch.length === 1 ? "Done: " + images(newest.outputs.length) + " from " + newest.source.name + "."
+        : "Done: all " + files(batch.length) + " processed.");
+      const heading = document.getElementById("title-" + newest.id);
+      if (heading) {
+        heading.closest("article").scrollIntoView({ block: "start" });
+        heading.focus({ preventScroll: true });
+      }
+      return;
+    }
+    announce("");
+    if (batch.length === 1) {
+      refused[0].row.set(0, "Not processed", "error");
+      addMessage(refused[0].reason, "error");
+    } else if (!done) {
+      addMessage("None of the " + files(batch.length) + " could be processed; each one's reason is in the list below.",
+        "error");
+    } else {
+      addMessage(done + " of " + files(batch.length) + " done; " + refused.length +
+        (refused.length === 1 ? " was" : " were") + " not processed (the reasons are in the list below).", "partial");
+    }
+  }
+
+  function addFiles(chosen) {
+    if (!busy) {  // a new batch: the last one's rows go
+      batch.length = 0;
+      queue.replaceChildren();
+      messages.replaceChildren();
+      announce("");
+    }
+    const settings = fields();
+    chosen.forEach(function (file) {
+      batch.push({ file: file, key: keys.get(file) || newKey(), fields: settings, row: queueRow(file) });
+    });
+    queue.hidden = false;
+    queue.scrollIntoView({ block: "nearest" });
+    input.value = "";
+    showChoice();
+    if (!busy) runBatch();
+  }
+
+  // Leaving the page would drop the files not yet sent: the browser asks first.
+  window.addEventListener("beforeunload", function (event) {
+    if (!pending().length) return;
+    event.preventDefault();
+    event.returnValue = "";
+  });
 
   // Show the server's new gallery in place: the form keeps what was chosen.
   async function refreshGallery() {
@@ -223,7 +391,9 @@
     const page = new DOMParser().parseFromString(await response.text(), "text/html");
     const fresh = page.getElementById("gallery");
     if (!fresh) return;
+    hideDeleted(fresh);
     gallery.replaceChildren.apply(gallery, Array.from(fresh.childNodes));
+    jobCount(-deletions.size);
     localTimes(gallery);
     watchRunning();
   }
@@ -259,49 +429,128 @@
     }
   }
 
-  form.addEventListener("submit", async function (event) {
+  form.addEventListener("submit", function (event) {
     event.preventDefault();
-    if (busy) return;
-    const files = Array.from(input.files);
-    if (!files.length) { showMessage("Choose an image file to upload."); input.focus(); return; }
+    const chosen = Array.from(input.files);
+    if (!chosen.length) { showMessage("Choose an image file to upload."); input.focus(); return; }
     if (!form.querySelector("input[name=ops][type=checkbox]:checked")) {
       showMessage("Choose at least one operation.");
       form.querySelector("input[name=ops][type=checkbox]").focus();
       return;
     }
-    busy = true;
-    submit.disabled = true;
-    submit.textContent = "Processing…";
-    messages.replaceChildren();
+    addFiles(chosen);
+  });
+
+  // Deleting in place: the photo leaves the gallery at once and is deleted on the server some
+  // seconds later, unless its Undo is pressed first (or at once, if the page is left).
+  const toasts = document.getElementById("toasts");
+  const deletions = new Map();  // job id -> {form, card, toast, timer}
+  const UNDO_SECONDS = 8;
+
+  function jobCount(change) {
+    const count = gallery.querySelector("#gallery-title .count");
+    const now = count ? Number(count.textContent.replace(/\D/g, "")) + change : 0;
+    if (count) count.textContent = "(" + now + ")";
+  }
+
+  function nextFocus(card) {
+    const visible = function (el) { return el && el.matches("article.job") && !el.hidden; };
+    let next = card.nextElementSibling;
+    while (next && !visible(next) && next.matches("article")) next = next.nextElementSibling;
+    if (visible(next)) return next.querySelector("h3");
+    let previous = card.previousElementSibling;
+    while (previous && !visible(previous) && previous.matches("article")) previous = previous.previousElementSibling;
+    return visible(previous) ? previous.querySelector("h3") : document.getElementById("gallery-title");
+  }
+
+  function hideDeleted(root) {
+    deletions.forEach(function (deletion, id) {
+      const card = root.querySelector("#job-" + CSS.escape(id));
+      if (card) card.hidden = true;
+    });
+  }
+
+  function commitDeletion(id) {
+    const deletion = deletions.get(id);
+    if (!deletion) return;
+    deletions.delete(id);
+    clearTimeout(deletion.timer);
+    deletion.toast.remove();
+    // keepalive: a deletion the page's leaving commits still reaches the server.
+    fetch(deletion.form.action, { method: "POST", headers: { Accept: "application/json" }, keepalive: true })
+      .then(function (response) {
+        if (!response.ok && response.status !== 404) throw new Error("The server answered " + response.status + ".");
+        // The last photo gone: the server's page says what an empty gallery offers.
+        if (!gallery.querySelector("article.job:not([hidden])")) return refreshGallery().catch(function () {});
+      })
+      .catch(function (err) {
+        const card = document.getElementById("job-" + id);
+        if (card) { card.hidden = false; jobCount(+1); }
+        showMessage(deletion.name + " could not be deleted: " + err.message + " Please try again.");
+      });
+  }
+
+  function undoDeletion(id) {
+    const deletion = deletions.get(id);
+    if (!deletion) return;
+    deletions.delete(id);
+    clearTimeout(deletion.timer);
+    deletion.toast.remove();
+    const card = document.getElementById("job-" + id);
+    if (!card) return;
+    card.hidden = false;
+    jobCount(+1);
     announce("");
-    queue.replaceChildren();
-    queue.hidden = false;
-    const rows = files.map(queueRow);
-    queue.scrollIntoView({ block: "nearest" });
-    let newest = null;
-    for (let i = 0; i < files.length; i++) {
-      const job = await processFile(files[i], rows[i]);
-      if (!job) continue;
-      newest = job;
-      announce("Done: " + images(job.outputs.length) + " from " + job.source.name + " (" + (i + 1) + " of " +
-        files.length + ").");
-      try { await refreshGallery(); } catch (err) { /* the next refresh, or a reload, shows it */ }
-    }
-    const failed = rows.filter(function (row) { return row.li.className === "error"; }).length;
-    announce(failed
-      ? (files.length - failed) + " of " + files.length + " photos done; " + failed +
-        (failed === 1 ? " was" : " were") + " not processed (see above)."
-      : (files.length === 1 ? "Done: " + images(newest.outputs.length) + " from " + newest.source.name + "."
-        : "Done: all " + files.length + " photos processed."));
-    busy = false;
-    submit.disabled = false;
-    submit.textContent = submitText;
-    input.value = "";
-    showChoice();
-    const heading = newest && document.getElementById("title-" + newest.id);
-    if (heading && !failed) {
-      heading.closest("article").scrollIntoView({ block: "start" });
-      heading.focus({ preventScroll: true });
+    const heading = card.querySelector("h3");
+    heading.focus();
+  }
+
+  gallery.addEventListener("submit", function (event) {
+    const deleteForm = event.target.closest("form[data-delete]");
+    if (!deleteForm) return;
+    event.preventDefault();
+    const id = deleteForm.dataset.delete;
+    const name = deleteForm.dataset.name;
+    const card = deleteForm.closest("article");
+    deleteForm.closest("details").open = false;
+    const focusTarget = nextFocus(card);
+    card.hidden = true;
+    jobCount(-1);
+    const toast = document.createElement("p");
+    toast.className = "toast";
+    const text = document.createElement("span");
+    text.textContent = "Deleted " + name + ".";
+    const undo = document.createElement("button");
+    undo.type = "button";
+    undo.className = "secondary";
+    undo.textContent = "Undo";
+    undo.setAttribute("aria-label", "Undo: keep " + name);
+    undo.addEventListener("click", function () { undoDeletion(id); });
+    toast.append(text, undo);
+    toasts.appendChild(toast);
+    deletions.set(id, { form: deleteForm, name: name, toast: toast,
+      timer: setTimeout(function () { commitDeletion(id); }, UNDO_SECONDS * 1000) });
+    focusTarget.focus();
+  });
+
+  window.addEventListener("pagehide", function () {
+    Array.from(deletions.keys()).forEach(commitDeletion);
+  });
+
+  // Escape closes an open confirmation (Delete…, Clear all…) and gives focus back to its question.
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Escape") return;
+    const open = document.querySelector("details.confirm[open]");
+    if (!open) return;
+    open.open = false;
+    open.querySelector("summary").focus();
+  });
+
+  // Shown again by Back or Forward, the page is as old as its last visit: fetch the gallery afresh.
+  window.addEventListener("pageshow", function (event) {
+    const navigation = performance.getEntriesByType("navigation")[0];
+    if (event.persisted || (navigation && navigation.type === "back_forward")) {
+      refreshGallery().catch(function () { /* a reload shows it */ });
     }
   });
 

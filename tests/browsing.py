@@ -80,6 +80,10 @@ def shot(page, name):
     page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
 
 
+#: True once the page has sent every file of its batch (the queue is busy while it sends).
+BATCH_DONE = "document.getElementById('queue').getAttribute('aria-busy') !== 'true'"
+
+
 def wait_until(page, script, timeout=30):
     """Poll a JavaScript expression until it is true.
 

@@ -19,8 +19,9 @@ def test_upload_progress_gallery_download_and_clear(page, tmp_path):
     check_ops(page, {"thumbnail", "grayscale", "slow", "sepia"})
 
     page.click("#submit")
-    # While the child works: the button is disabled and the running op is shown.
-    assert page.locator("#submit").is_disabled()
+    # While the child works: the queue is busy, more files may join it, and the running op is shown.
+    expect(page.locator("#queue")).to_have_attribute("aria-busy", "true")
+    expect(page.locator("#submit")).to_have_text("Add to this batch")
     row = page.locator("#queue li .queue-text")
     expect(row).to_contain_text("Sleep 0.6 s")
     assert row.inner_text().startswith("Sleep 0.6 s (3 of 4 done)… ")
@@ -49,7 +50,7 @@ def test_upload_progress_gallery_download_and_clear(page, tmp_path):
 
     page.get_by_text("Clear all…").click()
     page.get_by_role("button", name="Yes, delete everything").click()
-    page.wait_for_selector("text=All jobs cleared.")
+    page.wait_for_selector("text=All your images were deleted.")
     assert page.get_by_text("No images yet").is_visible()
 
 
@@ -101,20 +102,64 @@ def test_double_click_submits_once(page, tmp_path):
     assert page.evaluate("fetch('/api/session').then(r => r.json()).then(d => d.jobs.length)") == 1
 
 
-def test_per_job_delete(page, tmp_path):
+def job_names(page):
+    return page.locator("article.job:visible h3").all_inner_texts()
+
+
+def server_job_names(page):
+    return page.evaluate("fetch('/api/session').then(r => r.json()).then(d => d.jobs.map(j => j.source.name))")
+
+
+def test_delete_in_place_with_undo_and_focus_on_the_next_photo(page, tmp_path):
     page.goto("/")
-    for name in ("first.jpg", "second.jpg"):
+    check_ops(page, {"grayscale"})
+    for name in ("first.jpg", "second.jpg", "third.jpg"):
         page.set_input_files("#image", photo(tmp_path, (300, 200), name))
         page.click("#submit")
         page.wait_for_selector(f"article.job h3:text-is('{name}')")
-    assert page.locator("article.job h3").all_inner_texts() == ["second.jpg", "first.jpg"]
-    page.get_by_text("Delete…").nth(1).click()
-    # Nothing is deleted until the question is answered.
-    assert page.locator("article.job").count() == 2
-    expect(page.locator("article.job").nth(1)).to_contain_text("Delete first.jpg and its 3 images?")
-    page.get_by_role("button", name="Yes, delete the job for first.jpg").click()
-    page.wait_for_selector("text=Job deleted.")
-    assert page.locator("article.job h3").all_inner_texts() == ["second.jpg"]
+    assert job_names(page) == ["third.jpg", "second.jpg", "first.jpg"]
+    second = page.locator("article.job").nth(1)
+    # Escape closes the question without deleting, and focus goes back to what opened it.
+    second.get_by_text("Delete…").click()
+    expect(second).to_contain_text("Delete second.jpg and its 1 images?")
+    page.keyboard.press("Escape")
+    assert second.locator("details").get_attribute("open") is None
+    assert page.evaluate("document.activeElement.textContent") == "Delete…"
+
+    second.get_by_text("Delete…").click()
+    page.get_by_role("button", name="Yes, delete second.jpg").click()
+    # Gone from the page at once, where it was; focus on the next photo; the page does not reload.
+    assert job_names(page) == ["third.jpg", "first.jpg"]
+    assert page.evaluate("document.activeElement.id") == page.locator("article.job h3").nth(2).get_attribute("id")
+    expect(page.locator("#gallery-title .count")).to_have_text("(2)")
+    toast = page.locator("#toasts .toast")
+    expect(toast).to_contain_text("Deleted second.jpg.")
+    shot(page, "desktop-deleted-undo")
+    toast.get_by_role("button", name="Undo: keep second.jpg").click()
+    assert job_names(page) == ["third.jpg", "second.jpg", "first.jpg"]
+    assert page.evaluate("document.activeElement.textContent") == "second.jpg"
+    page.wait_for_timeout(9000)  # past the undo time: nothing was deleted
+    assert sorted(server_job_names(page)) == ["first.jpg", "second.jpg", "third.jpg"]
+
+    second.get_by_text("Delete…").click()
+    page.get_by_role("button", name="Yes, delete second.jpg").click()
+    expect(toast).to_have_count(0, timeout=15000)  # the undo time ran out: deleted on the server
+    assert sorted(server_job_names(page)) == ["first.jpg", "third.jpg"]
+    page.reload()
+    assert job_names(page) == ["third.jpg", "first.jpg"]
+
+
+def test_a_deletion_not_yet_committed_is_committed_when_the_page_is_left(page, tmp_path):
+    page.goto("/")
+    check_ops(page, {"grayscale"})
+    page.set_input_files("#image", photo(tmp_path, (300, 200), "leaving.jpg"))
+    page.click("#submit")
+    page.wait_for_selector("article.job h3:text-is('leaving.jpg')")
+    page.get_by_text("Delete…").click()
+    page.get_by_role("button", name="Yes, delete leaving.jpg").click()
+    expect(page.locator("#toasts .toast")).to_contain_text("Deleted leaving.jpg.")
+    page.goto("/about")
+    wait_until(page, "fetch('/api/session').then(r => r.json()).then(d => d.jobs.length === 0)")
 
 
 def test_form_works_without_javascript(browser, live_server, tmp_path):

@@ -177,7 +177,7 @@ FAULTS = {
     "explode": (500, "bug", "This is a bug in Darkroom, not a problem with your file or your connection, and "
                 "trying again will not help. Nothing was saved. If you report it, quote error {error_id}."),
     "die": (500, "killed", "The image worker was killed by signal 9; nothing was saved."),
-    "hog": (500, "out_of_memory", "The image needs more memory than a job may use (512 MB)."),
+    "hog": (500, "out_of_memory", "The image needs more memory than one photo may use (512 MB)."),
 }
 
 
@@ -212,7 +212,7 @@ def test_child_past_its_time_limit_is_killed_with_504(make_app):
     response = upload(client, ops=["stall"])
     assert time.monotonic() - started < 10
     assert response.status_code == 504
-    assert response.get_json() == {"error": "The job took longer than 1 s and was stopped."}
+    assert response.get_json() == {"error": "Processing this photo took longer than 1 s and was stopped."}
     assert_state(app, client, [good])
     assert upload(client).status_code == 201
 

@@ -4,7 +4,7 @@ import io
 import zipfile
 
 import pytest
-from browsing import DESKTOP, PHONE, SCREENS, check_ops, expect, open_page, photo, serving, shot, wait_until
+from browsing import BATCH_DONE, DESKTOP, PHONE, SCREENS, check_ops, expect, open_page, photo, serving, shot, wait_until
 from conftest import image_bytes
 from PIL import Image
 
@@ -41,7 +41,7 @@ def scroll_everything_into_view(page):
 
 def submit_and_wait(page):
     page.click("#submit")
-    wait_until(page, "!document.getElementById('submit').disabled", timeout=180)
+    wait_until(page, BATCH_DONE, timeout=180)
 
 
 def test_a_gallery_of_three_large_photos_transfers_under_2_mb(browser, live_server, tmp_path):
@@ -89,11 +89,16 @@ def test_several_files_are_queued_one_job_each(screen_page, tmp_path):
     expect(rows).to_have_count(3)
     assert rows.nth(0).locator("progress").get_attribute("aria-label") == "Progress of one.jpg"
     wait_until(page, "document.querySelector('#queue .queue-text').textContent.startsWith('Sleep 0.6 s (1 of 2 done)')")
-    assert rows.nth(2).locator(".queue-text").inner_text() == "Waiting"
-    wait_until(page, "!document.getElementById('submit').disabled", timeout=60)
+    assert rows.nth(2).locator(".queue-text").inner_text() == "Waiting for its turn"
+    wait_until(page, BATCH_DONE, timeout=60)
     assert [rows.nth(i).get_attribute("class") for i in range(3)] == ["ok", "error", "ok"]
-    assert "notes.jpg: This file is not an image Darkroom reads" in page.locator("#messages").inner_text()
-    expect(page.locator("#status")).to_have_text("2 of 3 photos done; 1 was not processed (see above).")
+    # One summary in the colour of a partial success; the refusal's reason once, in its file's row.
+    summary = page.locator("#messages .flash")
+    expect(summary).to_have_text("2 of 3 files done; 1 was not processed (the reasons are in the list below).")
+    assert summary.get_attribute("class") == "flash flash-partial"
+    assert rows.nth(1).locator(".queue-text").inner_text().startswith("This file is not an image Darkroom reads")
+    assert page.locator("body").inner_text().count("This file is not an image") == 1
+    expect(page.locator("#status")).to_have_text("")
     assert page.locator("article.job h3").all_inner_texts() == ["two.jpg", "one.jpg"]
     # The chosen operations applied to every file, and are still chosen.
     assert page.locator("article.job .tile-name").all_inner_texts() == ["Original", "Grayscale", "Sleep 0.6 s"] * 2
@@ -190,7 +195,7 @@ def test_no_sideways_scroll_at_390_px(browser, live_server, tmp_path):
         assert page.evaluate(wide) <= 390, "while processing"
         # The progress is on screen, not below the fold.
         assert page.locator("#queue li").bounding_box()["y"] < 844
-        wait_until(page, "!document.getElementById('submit').disabled")
+        wait_until(page, BATCH_DONE)
         scroll_everything_into_view(page)
         assert page.evaluate(wide) <= 390, "the gallery"
         page.get_by_text("Delete…").first.click()

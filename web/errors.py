@@ -151,7 +151,7 @@ def _child_failed(exc: handoff.ChildFailed):
         return error_response(507, STORAGE_FULL)
     if exc.out_of_memory:
         limit = current_app.config["HANDOFF_MEMORY_MB"]
-        return error_response(500, f"The image needs more memory than a job may use ({limit} MB).",
+        return error_response(500, f"The image needs more memory than one photo may use ({limit} MB).",
                               kind="out_of_memory")
     if exc.exitcode is not None and exc.exitcode < 0 and not exc.type_name:
         return error_response(500, f"The image worker was killed by signal {-exc.exitcode}; nothing was saved.",
@@ -200,7 +200,7 @@ def init_app(app: Flask) -> None:
         ),
     )
     app.register_error_handler(
-        handoff.Timeout, lambda e: error_response(504, f"The job took longer than {e.timeout:g} s and was stopped.")
+        handoff.Timeout, lambda e: error_response(504, f"Processing this photo took longer than {e.timeout:g} s and was stopped.")
     )
     app.register_error_handler(handoff.ChildFailed, _child_failed)
     app.register_error_handler(OSError, _os_error)

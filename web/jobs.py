@@ -20,6 +20,7 @@ from flask import (
     redirect,
     render_template,
     request,
+    session,
     url_for,
 )
 from werkzeug.datastructures import FileStorage
@@ -144,6 +145,49 @@ def accept_upload(
     return {"name": display_name(upload.filename), "file": source_file, "bytes": size, **header}
 
 
+#: The form's output fields the page remembers between visits, beside its ops and their arguments.
+CHOICE_FIELDS = ("format", "quality", "metadata", "colour")
+#: Named sets of choices; the page's script fills the form with one (static/form.js).
+PRESETS = {
+    "Web: 1600 px WebP": {"ops": ["resize"], "args": {"resize": ["1600x1600", "contain"]}, "format": "webp"},
+    "Thumbnail 320": {"ops": ["thumbnail"], "args": {"thumbnail": ["320"]}, "format": "auto"},
+    "Black and white": {"ops": ["grayscale"], "format": "auto"},
+}
+
+
+def remember_choices() -> None:
+    """Keep what a form posted without JavaScript asked for, so the next page offers it again.
+
+    (The script keeps the form's choices in the browser instead.) Only op
+    names the registry knows are kept, and no value longer than the form allows.
+    """
+    form = request.form
+    choices: dict[str, Any] = {name: form.get(name, "")[:20] for name in CHOICE_FIELDS}
+    choices["ops"] = [name for name in form.getlist("ops") if name in imaging.OPS]
+    choices["args"] = {name: [value[:40] for value in form.getlist(f"arg-{name}")][:2]
+                       for name, op in imaging.OPS.items() if op.param}
+    if session.get("choices") != choices:
+        session["choices"] = choices
+
+
+def form_choices() -> dict[str, Any]:
+    """What the form shows ticked and filled in: the session's last posted choices, else the defaults."""
+    defaults: dict[str, Any] = {"ops": list(imaging.DEFAULT_OPS), "args": {}, **dict.fromkeys(CHOICE_FIELDS, "")}
+    return {**defaults, **session.get("choices", {})}
+
+
+def start_session(ws: storage.Workspace) -> None:
+    """Give a new visitor its session now, so that its next requests share it.
+
+    The page's progress polls, and an API client's uploads sent in parallel
+    after ``GET /api/session``, then land in one session rather than one
+    each. A cookie-less flood past ``DARKROOM_CLIENT_SESSION_RATE`` is
+    served without one (web/limits.py may_start_session).
+    """
+    if has_workspace() or limits.may_start_session():
+        keep_workspace(ws)
+
+
 @bp.get("/")
 def index():
     """Show the upload form, the jobs still running and a page of the gallery, newest job first."""
@@ -151,11 +195,11 @@ def index():
     ws = current_workspace()
     # The page polls /api/progress while its first upload runs: the session
     # must name the workspace before that upload's response saves it.
-    keep_workspace(ws)
+    start_session(ws)
     context = gallery.context(ws, request.args.get("before"))
     keep_alive()
     return render_template(
-        "jobs/index.html", ops=imaging.OPS.values(), default_ops=imaging.DEFAULT_OPS,
+        "jobs/index.html", ops=imaging.OPS.values(), choices=form_choices(), presets=PRESETS,
         output_formats=imaging.OUTPUT_FORMATS, **context,
     )
 
@@ -231,10 +275,12 @@ def create():
         job = make_job(ws, uploads[0], ops, encoding, key)
         if wants_json():
             return jsonify(gallery.job_json(job)), 201
+        remember_choices()
         flash(done_message(job), "success")
         return redirect(url_for("jobs.index", _anchor=f"job-{job['id']}"), 303)
     if wants_json() or key:
         abort(400, "Send one image per request (the page sends several files one after another).")
+    remember_choices()
     for upload in uploads:
         # One file refused says why and spares the rest; a failure of the server stops them all.
         try:
@@ -258,8 +304,11 @@ def session_json():
 
     ``?limit=N`` (1 to 100, 100 by default) and ``?after=<job id>`` (the
     ``next`` of the previous answer); ``next`` is null on the last page.
+    A client without a session is given one (and its cookie), so that
+    uploads it sends in parallel next all land in it.
     """
     ws = current_workspace()
+    start_session(ws)
     jobs = sync_jobs(ws, storage.load_manifest(ws))
     limit_text = request.args.get("limit", str(MAX_JOBS_PER_ANSWER))
     if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_JOBS_PER_ANSWER:
@@ -286,14 +335,15 @@ def progress():
 def delete(job_id: str):
     """Delete one job of this session."""
     ws = current_workspace()
-    if not storage.is_valid_id(job_id) or not storage.find_job(storage.load_manifest(ws), job_id):
+    job = storage.find_job(storage.load_manifest(ws), job_id) if storage.is_valid_id(job_id) else None
+    if job is None:
         abort(404)
     storage.discard_job(ws, job_id)
     sync_jobs(ws, storage.load_manifest(ws))
     if wants_json():
         return {"deleted": job_id}
-    flash("Job deleted.", "success")
-    return redirect(url_for("jobs.index"), 303)
+    flash(f"Deleted {job['source']['name']}.", "success")
+    return redirect(url_for("jobs.index", _anchor="gallery"), 303)
 
 
 @bp.post("/session/clear")
@@ -312,5 +362,5 @@ def clear():
     if wants_json():
         return {"jobs": []}
     if had_jobs:
-        flash("All jobs cleared.", "success")
+        flash("All your images were deleted.", "success")
     return redirect(url_for("jobs.index"), 303)

@@ -16,6 +16,7 @@ from pathlib import Path
 from flask import Flask, current_app, g, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
+from limits import parse_many
 from werkzeug.exceptions import HTTPException
 
 import storage
@@ -49,6 +50,30 @@ def human_size(n: float) -> str:
 def job_rate() -> str:
     """The ``DARKROOM_CLIENT_JOB_RATE`` limit string, e.g. ``60 per minute; 600 per hour``."""
     return current_app.config["DARKROOM_CLIENT_JOB_RATE"]
+
+
+def session_rate() -> str:
+    """The ``DARKROOM_CLIENT_SESSION_RATE`` limit string: new sessions one address may start."""
+    return current_app.config["DARKROOM_CLIENT_SESSION_RATE"]
+
+
+def may_start_session() -> bool:
+    """Whether this client address may be given one more new session now.
+
+    Past ``DARKROOM_CLIENT_SESSION_RATE``, a cookie-less client gets its pages
+    without a session, so a flood of them writes no rows; its first stored
+    upload starts one anyway. The guard fails open: if the limits' storage
+    cannot be reached, the session starts (and the outage is logged).
+    """
+    if not current_app.config["RATELIMIT_ENABLED"]:
+        return True
+    limiter = current_app.extensions[LIMITER_KEY]
+    try:
+        return all([limiter.limiter.hit(item, "new-session", get_remote_address())
+                    for item in parse_many(session_rate())])
+    except Exception as exc:  # the storage's own error types (redis, memcached) vary
+        current_app.logger.warning("new-session limit not checked: %s: %s", type(exc).__name__, exc)
+        return True
 
 
 def byte_budget() -> str:
@@ -89,7 +114,7 @@ def check_session_quota(ws: storage.Workspace) -> None:
     if used + (request.content_length or 0) > quota:
         raise InsufficientStorage(
             f"Your images use {human_size(used)} of the {human_size(quota)} a session may keep; "
-            "delete some jobs to make room."
+            "delete some photos to make room."
         )
 
 
@@ -109,7 +134,7 @@ def init_app(app: Flask) -> None:
     app.extensions[LIMITER_KEY] = limiter
     jobs = limiter.shared_limit(
         job_rate, scope="jobs",
-        error_message=lambda: f"Too many jobs from your address (the limit is {job_rate()}).",
+        error_message=lambda: f"Too many photos from your address (the limit is {job_rate()}).",
     )
     budget = limiter.limit(
         byte_budget, cost=stored_bytes, deduct_when=job_was_stored,

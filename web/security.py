@@ -60,6 +60,20 @@ def add_security_headers(response: Response) -> Response:
     return response
 
 
+def revalidate_pages(response: Response) -> Response:
+    """Pages and JSON answers are the session's state of now: a browser asks again before showing one.
+
+    ``no-cache`` rather than ``no-store``: Back may still restore the page
+    from memory, and the page's script then fetches the gallery again.
+    Files set their own caching (web/files.py); ``private`` keeps every
+    answer of one session out of shared caches.
+    """
+    if response.mimetype in ("text/html", "application/json") and "Cache-Control" not in response.headers:
+        response.cache_control.no_cache = True
+        response.cache_control.private = True
+    return response
+
+
 def trust_proxies(app: Flask) -> None:
     """Believe ``X-Forwarded-*`` from ``DARKROOM_PROXY_HOPS`` proxies in front of the app, and no more.
 
@@ -85,3 +99,4 @@ def init_app(app: Flask) -> None:
     trust_proxies(app)
     app.before_request(refuse_cross_origin)
     app.after_request(add_security_headers)
+    app.after_request(revalidate_pages)
