@@ -84,7 +84,8 @@ def api_client_uploads_in_parallel(base):
         boundary = f"upload{i}"
         body = (f'--{boundary}\r\nContent-Disposition: form-data; name="ops"\r\n\r\ngrayscale\r\n'
                 f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="api{i}.jpg"\r\n'
-                "Content-Type: image/jpeg\r\n\r\n").encode() + image_bytes((80 + i, 60)) + f"\r\n--{boundary}--\r\n".encode()
+                "Content-Type: image/jpeg\r\n\r\n").encode()
+        body += image_bytes((80 + i, 60)) + f"\r\n--{boundary}--\r\n".encode()
         return call("/jobs", body, f"multipart/form-data; boundary={boundary}")
 
     with ThreadPoolExecutor(8) as pool:

@@ -200,7 +200,8 @@ def init_app(app: Flask) -> None:
         ),
     )
     app.register_error_handler(
-        handoff.Timeout, lambda e: error_response(504, f"Processing this photo took longer than {e.timeout:g} s and was stopped.")
+        handoff.Timeout,
+        lambda e: error_response(504, f"Processing this photo took longer than {e.timeout:g} s and was stopped."),
     )
     app.register_error_handler(handoff.ChildFailed, _child_failed)
     app.register_error_handler(OSError, _os_error)
