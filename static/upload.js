@@ -18,6 +18,9 @@
   const messages = document.getElementById("messages");
   const status = document.getElementById("status");
   const gallery = document.getElementById("gallery");
+  const batchProgress = document.getElementById("batch-progress");
+  const batchBar = document.getElementById("batch-bar");
+  const batchText = document.getElementById("batch-text");
   const maxBytes = Number(form.dataset.maxBytes || 0);
   const submitText = submit.textContent;
   // One key per chosen file: if the answer to an upload is lost and it is sent
@@ -61,8 +64,10 @@
     messages.appendChild(p);
   }
 
-  function announce(message) {
+  // The live line under the form; a wait is said in the colour of waiting, not of success.
+  function announce(message, tone) {
     status.textContent = message;
+    status.classList.toggle("waiting", tone === "waiting");
   }
 
   function showChoice() {
@@ -213,6 +218,14 @@
     return batch.filter(function (item) { return !item.outcome; });
   }
 
+  // The batch as a whole, above its rows: how many files are done, by share of all.
+  function showBatchProgress() {
+    const finished = batch.length - pending().length;
+    batchProgress.hidden = batch.length < 2;
+    batchBar.value = Math.round(100 * finished / batch.length);
+    batchText.textContent = finished + " of " + files(batch.length) + " done";
+  }
+
   // The form's fields as they were when the files were added: later files may ask for other ops.
   function fields() {
     const data = new FormData(form);
@@ -264,7 +277,7 @@
     const notice = why + " The batch goes on by itself.";
     if (notice !== lastWaitNotice || left % 15 === 0) {
       lastWaitNotice = notice;
-      announce(notice + " Waiting " + duration(left) + ".");
+      announce(notice + " Waiting " + duration(left) + ".", "waiting");
     }
   }
 
@@ -313,8 +326,10 @@
     submit.textContent = "Add to this batch";
     let newest = null;
     for (let item = pending()[0]; item; item = pending()[0]) {
+      queue.scrollTop = Math.max(0, item.row.li.offsetTop - queue.clientHeight / 2);  // the list only, not the page
       const job = await processItem(item);
       item.outcome = job ? "done" : "refused";
+      showBatchProgress();
       if (!job) {
         item.row.set(0, item.reason, "error");
         continue;
@@ -372,6 +387,7 @@
       batch.push({ file: file, key: keys.get(file) || newKey(), fields: settings, row: queueRow(file) });
     });
     queue.hidden = false;
+    showBatchProgress();
     queue.scrollIntoView({ block: "nearest" });
     input.value = "";
     showChoice();

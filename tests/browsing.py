@@ -75,6 +75,14 @@ def photo(tmp_path, size=(1600, 1200), name="holiday.jpg"):
     return path
 
 
+def assert_accessible(page, state):
+    """axe-core finds no violation in the page as it is now (``state`` names it in the failure)."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page)
+    assert results.violations_count == 0, f"{state}: {results.generate_report()}"
+
+
 def shot(page, name):
     SCREENSHOTS.mkdir(exist_ok=True)
     page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
