@@ -6,7 +6,7 @@ import zipfile
 from urllib.parse import quote
 
 import pytest
-from conftest import decode, image_bytes, upload
+from conftest import decode, image_bytes, upload, workspace_of
 from PIL import Image
 
 from imaging.job import progress_percent
@@ -267,21 +267,50 @@ def test_a_zip_holds_only_the_sessions_own_job(app, client):
 
 
 def test_the_view_page_compares_an_output_with_its_original(client):
-    job = upload(client, image_bytes((1200, 800)), ops=["thumbnail:600"]).get_json()
+    job = upload(client, image_bytes((1200, 800)), ops=["thumbnail:600", "rotate:90"]).get_json()
 
     def images(url):
         page = client.get(url).get_data(as_text=True)
-        return page, re.findall(r'<img src="([^"]+)"[^>]*?width="(\d+)"\s+height="(\d+)"', page)
+        return page, re.findall(r'<img class="(before|after)" src="([^"]+)"[^>]*?width="(\d+)"\s+height="(\d+)"', page)
 
     page, fitted = images(f"/jobs/{job['id']}/view/1")
-    assert "Before: the original" in page and "After: Thumbnail (600 px)" in page
-    assert fitted == [(job["source"]["url"], "1200", "800"), (job["outputs"][0]["url"], "600", "400")]
+    assert 'class="stage slider fit"' in page  # the same shape: a slider
+    assert "Before: the original · 1200×800 JPEG" in page and "After: Thumbnail (600 px) · 600×400 JPEG" in page
+    # Both no larger than a screen: the files themselves.
+    source, thumbnail = job["source"]["url"], job["outputs"][0]["url"]
+    assert fitted == [("before", source, "1200", "800"), ("after", thumbnail, "600", "400")]
+    saving = round(100 * (1 - job["outputs"][0]["bytes"] / job["source"]["bytes"]))
+    assert re.search(rf'<strong class="saving smaller"\s+title="smaller than the original">−{saving}%</strong>', page)
     # At 100%, the original is drawn at the output's size, so the two line up.
     _, actual = images(f"/jobs/{job['id']}/view/1?zoom=100")
-    assert actual == [(job["source"]["url"], "600", "400"), (job["outputs"][0]["url"], "600", "400")]
+    assert actual == [("before", source, "600", "400"), ("after", thumbnail, "600", "400")]
+    rotated = client.get(f"/jobs/{job['id']}/view/2").get_data(as_text=True)
+    assert 'class="stage side fit"' in rotated  # another shape: side by side
+    assert 'class="stage slider fit"' in client.get(f"/jobs/{job['id']}/view/2?mode=slider").get_data(as_text=True)
     original = client.get(f"/jobs/{job['id']}/view/0").get_data(as_text=True)
-    assert "Before:" not in original and "1 of 2" in original
-    assert client.get(f"/jobs/{job['id']}/view/2").status_code == 404
+    assert "Before:" not in original and "1 of 3" in original and 'class="stage single fit"' in original
+    assert client.get(f"/jobs/{job['id']}/view/3").status_code == 404
+
+
+def test_a_large_image_is_viewed_from_a_screen_copy_made_once(app, client):
+    job = upload(client, image_bytes((3000, 2000)), ops=["sepia"]).get_json()
+    page = client.get(f"/jobs/{job['id']}/view/1").get_data(as_text=True)
+    screens = [f"/jobs/{job['id']}/screen/0", f"/jobs/{job['id']}/screen/1"]
+    assert all(f'src="{url}"' in page for url in screens)
+    first = client.get(screens[1])
+    assert first.status_code == 200 and first.mimetype == "image/webp"
+    assert "private" in first.headers["Cache-Control"]
+    assert decode(first.data).size == (1600, 1067)
+    made = workspace_of(app, client).job_dir(job["id"]) / "screen-1.webp"
+    stamp = made.stat().st_mtime_ns
+    assert client.get(screens[1]).data == first.data and made.stat().st_mtime_ns == stamp  # made once
+    assert app.test_client().get(screens[1]).status_code == 404  # another session's
+    assert client.get(f"/jobs/{job['id']}/screen/2").status_code == 404
+    # A file that no longer decodes is shown as the gallery shows it.
+    stored = workspace_of(app, client).job_dir(job["id"]) / job["source"]["url"].rsplit("/", 1)[1]
+    stored.write_bytes(stored.read_bytes()[:2000])
+    answer = client.get(screens[0])
+    assert answer.status_code == 302 and answer.location == job["source"]["url"]
 
 
 def test_the_view_page_is_the_sessions_own(app, client):

@@ -175,7 +175,7 @@ def test_every_tab_stop_shows_a_focus_ring(screen_page, tmp_path):
     page.goto("/")
     gallery_stops = tab_stops(page)
     page.locator("article.job a.view").nth(1).click()
-    page.wait_for_selector(".compare img")
+    page.wait_for_selector(".stage img")
     view_stops = tab_stops(page)
     for stops in (gallery_stops, view_stops):
         assert len(stops) > 10
@@ -202,7 +202,7 @@ def test_no_sideways_scroll_at_390_px(browser, live_server, tmp_path):
         assert page.evaluate(wide) <= 390, "asking to delete"
         shot(page, "phone-gallery")
         page.locator("article.job a.view").nth(1).click()
-        page.wait_for_selector(".compare img")
+        page.wait_for_selector(".stage img")
         assert page.evaluate(wide) <= 390, "the view page"
         page.get_by_text("Actual size (100%)").click()
         wait_until(page, ALL_IMAGES_LOADED)
@@ -244,25 +244,6 @@ def test_a_job_still_running_after_a_reload_is_shown_until_it_is_done(page, tmp_
     page.wait_for_selector("article.job:not(.running) h3:text-is('sleepy.jpg')", timeout=20000)
     assert page.locator("article.running").count() == 0
     expect(page.locator("#status")).to_have_text("A photo that was being processed is done.")
-
-
-def test_the_view_page_compares_and_zooms_to_100_percent(page, tmp_path):
-    page.goto("/")
-    check_ops(page, {"sepia"})
-    page.set_input_files("#image", photo(tmp_path, (2400, 1600)))
-    submit_and_wait(page)
-    page.get_by_role("link", name="Compare Sepia with the original").click()
-    expect(page.locator("h1")).to_contain_text("Sepia of holiday.jpg")
-    wait_until(page, ALL_IMAGES_LOADED)
-    fitted = page.evaluate("[...document.querySelectorAll('.compare img')].map(i => i.clientWidth)")
-    assert len(fitted) == 2 and all(w < 700 for w in fitted)
-    page.get_by_text("Actual size (100%)").click()
-    wait_until(page, ALL_IMAGES_LOADED)
-    assert page.evaluate("[...document.querySelectorAll('.compare img')].map(i => i.clientWidth)") == [2400, 2400]
-    # The two panes scroll together: the same spot stays side by side.
-    page.evaluate("document.querySelectorAll('.scroller')[1].scrollLeft = 500")
-    wait_until(page, "document.querySelectorAll('.scroller')[0].scrollLeft === 500")
-    shot(page, "desktop-compare")
 
 
 def test_the_page_checks_the_same_limit_as_the_server(browser, make_app, tmp_path):

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, current_app, render_template, request, url_for
+from flask import Blueprint, abort, current_app, redirect, render_template, request, send_file, url_for
 
 import handoff
 import storage
 from imaging.formats import format_name
+from imaging.screen import SCREEN_SIZE, save_screen_copy
 
-from .files import session_job
+from .files import private, session_job
 from .sessions import lifetime_days, sync_jobs
 
 bp = Blueprint("gallery", __name__)
@@ -82,15 +83,84 @@ def context(ws: storage.Workspace, before: str | None) -> dict[str, Any]:
     }
 
 
+def _viewer_urls(job_id: str, index: int, entry: dict[str, Any]) -> dict[str, str]:
+    """Where the viewer gets image ``index`` of a job: fitted to the screen, and at 100%.
+
+    Fitted, a large image or one browsers cannot show comes from its screen
+    copy; a small one, and an animation (which must move), from the file.
+    At 100%, the file itself, unless browsers cannot show it.
+    """
+    screen = url_for("gallery.screen", job_id=job_id, index=index)
+    if entry["format"] not in BROWSER_FORMATS:
+        return {"fit": screen, "full": screen}
+    small = max(entry["width"], entry["height"]) <= SCREEN_SIZE
+    return {"fit": entry["url"] if small or entry.get("frames") else screen, "full": entry["url"]}
+
+
+def _saving(before: int, after: int) -> str:
+    """The change in bytes from the original, as Squoosh writes it: "−65%", "+12%" (a true minus sign)."""
+    change = round(100 * (after - before) / before) if before else 0
+    return f"−{-change}%" if change < 0 else f"+{change}%"
+
+
+def _same_shape(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two images have the same aspect ratio (within 2%): a slider between them lines up."""
+    return abs(a["width"] * b["height"] - b["width"] * a["height"]) <= 0.02 * a["width"] * b["height"]
+
+
 @bp.get("/jobs/<job_id>/view/<int:index>")
 def view(job_id: str, index: int):
-    """Show one image of a job large: the original (0), or an output beside the original, fitted or at 100%."""
+    """Show one image of a job filling the window: the original (0), or an output against the original.
+
+    ``mode``: ``slider`` (one picture, split between before and after) or
+    ``side`` (side by side); the slider is the default when the two have the
+    same shape. ``zoom=100``: pixel for pixel, the two panes scrolling together.
+    """
     _, manifest_job = session_job(job_id)
     job = job_json(manifest_job)
     entries = [job["source"], *job["outputs"]]
     if index >= len(entries):
         abort(404)
+    entry, source = entries[index], job["source"]
+    mode = request.args.get("mode")
+    if mode not in ("slider", "side"):
+        mode = "slider" if _same_shape(source, entry) else "side"
+    actual = request.args.get("zoom") == "100"
+
+    def link(to: int, **changes: Any) -> str:
+        """This view of image ``to``, with ``changes`` to its mode or zoom."""
+        state = {"mode": mode if index and to else None, "zoom": 100 if actual else None, **changes}
+        return url_for("gallery.view", job_id=job_id, index=to, **state)
+
     return render_template(
-        "gallery/view.html", job=job, entry=entries[index], index=index, count=len(entries),
-        actual=request.args.get("zoom") == "100", browser_formats=BROWSER_FORMATS, format_name=format_name,
+        "gallery/view.html", job=job, entry=entry, index=index, count=len(entries), mode=mode, actual=actual,
+        urls={"source": _viewer_urls(job_id, 0, source), "entry": _viewer_urls(job_id, index, entry)},
+        saving=_saving(source["bytes"], entry["bytes"]), link=link,
+        browser_formats=BROWSER_FORMATS, format_name=format_name,
     )
+
+
+@bp.get("/jobs/<job_id>/screen/<int:index>")
+def screen(job_id: str, index: int):
+    """Image ``index`` of a job at screen size (WebP), made in a child the first time it is asked for.
+
+    If it cannot be made now (the server is busy, the file does not decode),
+    the viewer is sent what the gallery shows instead: the file, or its preview.
+    """
+    ws, manifest_job = session_job(job_id)
+    entries = [manifest_job["source"], *manifest_job["outputs"]]
+    if index >= len(entries):
+        abort(404)
+    path = ws.job_dir(job_id) / f"screen-{index}.webp"
+    if not path.exists():
+        source = ws.resolve_file(job_id, entries[index]["file"])
+        try:
+            made = handoff.run(save_screen_copy, str(source), str(path), current_app.config["DARKROOM_MAX_PIXELS"])
+        except (handoff.Busy, handoff.Timeout, handoff.ChildFailed) as exc:
+            current_app.logger.warning("screen copy of %s/%d not made: %r", job_id, index, exc)
+            made = False
+        if not made:
+            shown = job_json(manifest_job)["source" if index == 0 else "outputs"]
+            fallback = shown if index == 0 else shown[index - 1]
+            return redirect(fallback["url"] if fallback["format"] in BROWSER_FORMATS else fallback["preview_url"])
+    return private(send_file(path, mimetype="image/webp", max_age=3600))
