@@ -11,7 +11,7 @@ from coloraide import Color
 from conftest import decode, require, upload
 from corpus import corpus_dir
 from icc import display_p3
-from PIL import Image, ImageCms, PngImagePlugin
+from PIL import Image, ImageCms, ImageDraw, PngImagePlugin
 
 
 @pytest.fixture
@@ -183,7 +183,10 @@ def test_psd_qoi_ico_and_jpeg_2000_are_read(client, real, fmt, size):
 # Animations --------------------------------------------------------------------------------------
 
 def animation(fmt, **options):
+    """Four frames, each a square moved along on a background of its own colour (so even their edges differ)."""
     frames = [Image.new("RGB", (60, 40), c) for c in ((200, 0, 0), (0, 200, 0), (0, 0, 200), (200, 200, 0))]
+    for step, frame in enumerate(frames):
+        ImageDraw.Draw(frame).rectangle((5 + 10 * step, 10, 20 + 10 * step, 25), fill=(255, 255, 255))
     return encode(frames[0], fmt, save_all=True, append_images=frames[1:], duration=[100, 200, 300, 400],
                   loop=0, **options)
 
