@@ -235,6 +235,7 @@ def test_a_job_downloads_as_a_zip_of_its_original_and_outputs(client):
     ("日本.jpg", "images.zip", "日本.zip"),
     ("🌅 sunrise.png", "sunrise.zip", "🌅 sunrise.zip"),
     ("a:b*c?.jpg", "a_b_c.zip", None),
+    ("holiday/Été 2024.jpg", "holiday_Ete 2024.zip", "holiday_Été 2024.zip"),  # quotes: the browser test
 ])
 def test_a_jobs_zip_is_named_after_the_users_file_in_any_script(client, name, ascii_name, utf8_name):
     job = upload(client, ops=["invert"], name=name).get_json()
