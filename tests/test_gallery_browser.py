@@ -6,6 +6,7 @@ import zipfile
 import pytest
 from browsing import BATCH_DONE, DESKTOP, PHONE, SCREENS, check_ops, expect, open_page, photo, serving, shot, wait_until
 from conftest import image_bytes
+from flask import request
 from PIL import Image
 
 from bench.load import make_photo
@@ -244,6 +245,35 @@ def test_a_job_still_running_after_a_reload_is_shown_until_it_is_done(page, tmp_
     page.wait_for_selector("article.job:not(.running) h3:text-is('sleepy.jpg')", timeout=20000)
     assert page.locator("article.running").count() == 0
     expect(page.locator("#status")).to_have_text("A photo that was being processed is done.")
+
+
+def test_a_second_visit_of_a_gallery_of_30_images_transfers_no_image_bytes(browser, make_app, tmp_path):
+    app = make_app()
+    served = []  # every job file the server answered for, counted where it answers
+
+    @app.after_request
+    def count_files(response):
+        if request.path.startswith("/files/"):
+            served.append(request.path)
+        return response
+
+    with serving(app) as base, open_page(browser, base) as page:
+        page.goto("/")
+        check_ops(page, {"grayscale", "sepia"})
+        page.set_input_files("#image", [photo(tmp_path, (400 + i, 300), f"p{i}.jpg") for i in range(10)])
+        submit_and_wait(page)
+        page.goto("/about")
+        page.goto("/")
+        scroll_everything_into_view(page)
+        assert page.locator("article.job img").count() == 30
+        first = len(served)
+        assert first >= 30  # the first visit fetched every tile's preview
+        page.goto("/about")
+        page.goto("/")  # a second visit, by a link: every image comes from the browser's cache
+        scroll_everything_into_view(page)
+        page.reload()  # even a reload asks for none of them again (immutable)
+        scroll_everything_into_view(page)
+        assert served[first:] == []
 
 
 def test_the_page_checks_the_same_limit_as_the_server(browser, make_app, tmp_path):

@@ -4,7 +4,7 @@ import os
 import stat
 
 import pytest
-from conftest import tmpfs, upload
+from conftest import image_bytes, tmpfs, upload
 
 import storage
 from app import create_app
@@ -161,8 +161,23 @@ def test_security_headers_on_pages_and_files(client):
         assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
         assert "script-src 'self'" in headers["Content-Security-Policy"]
         assert headers["X-Content-Type-Options"] == "nosniff"
-    image = client.get(job["outputs"][0]["url"])
-    assert sorted(image.headers["Cache-Control"].split(", ")) == ["max-age=3600", "private"]
+
+
+
+def test_a_jobs_files_are_cached_for_good_by_the_browser_only_and_pages_never(client):
+    job = upload(client, image_bytes((2400, 1600))).get_json()
+    screen = f"/jobs/{job['id']}/screen/1"
+    for url in (job["source"]["url"], job["outputs"][0]["url"], job["outputs"][0]["preview_url"], screen):
+        image = client.get(url)
+        assert sorted(image.headers["Cache-Control"].split(", ")) == ["immutable", "max-age=31536000", "private"], url
+        assert image.headers["Vary"] == "Cookie" and image.headers["ETag"]
+        again = client.get(url, headers={"If-None-Match": image.headers["ETag"]})
+        assert again.status_code == 304 and again.data == b""
+    for path in ("/", "/api/session", f"/jobs/{job['id']}/view/1"):
+        page = client.get(path)
+        assert page.headers["Cache-Control"] == "no-cache, private" and page.headers["Vary"] == "Cookie"
+    style = client.get("/static/style.css")
+    assert "Cookie" not in style.headers.get("Vary", "") and "private" not in style.headers.get("Cache-Control", "")
 
 
 @pytest.fixture

@@ -53,10 +53,26 @@ def session_job(job_id: str) -> tuple[storage.Workspace, dict[str, Any]]:
     return ws, job
 
 
+#: How long a browser keeps a job's file without asking again: a year, the longest HTTP caches honour.
+FOREVER = 365 * 24 * 3600
+
+
 def private(response: Response) -> Response:
     """A session's files are its own: browsers may keep them, shared caches not."""
     response.cache_control.public = False
     response.cache_control.private = True
+    return response
+
+
+def immutable(response: Response) -> Response:
+    """A job's file never changes under its URL (job ids are never reused, a file never rewritten):
+    the browser keeps it for a year and never asks again, even on reload; shared caches never keep it.
+    Its ``ETag`` (Werkzeug's) still answers a revalidation with ``304``.
+    """
+    private(response)
+    response.cache_control.no_cache = None  # send_file's answer to no max_age of its own
+    response.cache_control.max_age = FOREVER
+    response.cache_control.immutable = True
     return response
 
 
@@ -77,9 +93,8 @@ def serve(job_id: str, filename: str):
         abort(404)
     # send_file rather than send_from_directory: resolve_file has already
     # checked the real path (symlinks included) stays inside the job directory.
-    return private(send_file(
-        path, max_age=3600, download_name=download_name(job, filename),
-        as_attachment=request.args.get("download") == "1",
+    return immutable(send_file(
+        path, download_name=download_name(job, filename), as_attachment=request.args.get("download") == "1",
     ))
 
 

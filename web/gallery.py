@@ -11,7 +11,7 @@ import storage
 from imaging.formats import format_name
 from imaging.screen import SCREEN_SIZE, save_screen_copy
 
-from .files import private, session_job
+from .files import immutable, session_job
 from .sessions import lifetime_days, sync_jobs
 
 bp = Blueprint("gallery", __name__)
@@ -163,4 +163,4 @@ def screen(job_id: str, index: int):
             shown = job_json(manifest_job)["source" if index == 0 else "outputs"]
             fallback = shown if index == 0 else shown[index - 1]
             return redirect(fallback["url"] if fallback["format"] in BROWSER_FORMATS else fallback["preview_url"])
-    return private(send_file(path, mimetype="image/webp", max_age=3600))
+    return immutable(send_file(path, mimetype="image/webp"))

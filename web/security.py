@@ -71,6 +71,8 @@ def revalidate_pages(response: Response) -> Response:
     if response.mimetype in ("text/html", "application/json") and "Cache-Control" not in response.headers:
         response.cache_control.no_cache = True
         response.cache_control.private = True
+    if request.endpoint != "static":  # what the cookie names differs by cookie; the stylesheet does not
+        response.vary.add("Cookie")
     return response
 
 
