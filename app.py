@@ -13,7 +13,7 @@ from flask_sqlalchemy import SQLAlchemy
 import imaging
 import storage
 from handoff import Handoff, default_max_children
-from web import cli, errors, files, gallery, jobs, limits, security, seed, sessions, uploads
+from web import cli, errors, files, gallery, health, jobs, limits, security, seed, sessions, uploads
 
 #: Runs the image jobs (and the seed routes' calls) in children. Its session
 #: records live in the session's workspace, beside the manifest.
@@ -80,11 +80,13 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     with sessions.schema_lock(app, db):
         Session(app)  # creates the sessions table if it is missing
 
-    for name in ("darkroom", "handoff"):  # one line per job and per call, on stderr like Flask's own log
+    # One line per job and per call, and the limits' storage going away and coming back
+    # (not each refusal), on stderr like Flask's own log.
+    for name, level in (("darkroom", logging.INFO), ("handoff", logging.INFO), ("flask-limiter", logging.WARNING)):
         job_log = logging.getLogger(name)
         if not job_log.handlers:
             job_log.addHandler(default_handler)
-            job_log.setLevel(logging.INFO)
+            job_log.setLevel(level)
     imaging.load_plugins(app.config["DARKROOM_PLUGINS"])
     if app.config["DARKROOM_LOCK_TYPE"] not in storage.LOCK_TYPES:
         raise ValueError(f"DARKROOM_LOCK_TYPE must be one of {sorted(storage.LOCK_TYPES)}, "
@@ -100,7 +102,7 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     security.init_app(app)
     errors.init_app(app)
     cli.init_app(app)
-    for bp in (seed.bp, jobs.bp, gallery.bp, files.bp):
+    for bp in (seed.bp, jobs.bp, gallery.bp, files.bp, health.bp):
         app.register_blueprint(bp)
     app.add_template_filter(limits.human_size, "size")
     limits.init_app(app)  # wraps registered views

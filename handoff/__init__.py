@@ -30,6 +30,7 @@ from ._extension import (
     default_max_children,
     run,
     running,
+    status,
 )
 from ._submit import Handle, handle, submit
 from .errors import AlreadyCollected, Busy, ChildFailed, HandoffError, NoSuchCall, NotFinished, Timeout
@@ -54,5 +55,6 @@ __all__ = [
     "report",
     "run",
     "running",
+    "status",
     "submit",
 ]

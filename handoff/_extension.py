@@ -372,6 +372,18 @@ def _notes(session_id: str | None) -> list[tuple[Path, dict[str, Any]]]:
     return sorted(notes, key=lambda found: found[1].get("updated", 0))
 
 
+def status() -> dict[str, Any]:
+    """How this process's children stand, for a readiness probe or a metrics scrape.
+
+    ``mode``; ``slots`` (``HANDOFF_MAX_CHILDREN``) and ``busy`` (calls running
+    now); in ``warm`` mode also ``waiting`` (children started and waiting for
+    a call) and ``forkserver`` (``up``, ``down`` or ``not started``). Cheap:
+    no child is started or asked, and no file is read.
+    """
+    state = _state()
+    return {"mode": state.mode, **state.runner().status()}
+
+
 def running(session_id: str | None = None) -> list[dict[str, Any]]:
     """Return the progress notes (``report(...)``) of this session's calls that are running now.
 

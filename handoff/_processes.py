@@ -162,7 +162,8 @@ def _kill_if_stopped(pid: int) -> bool:
     return True
 
 
-def _forkserver_alive() -> bool:
+def forkserver_alive() -> bool:
+    """Whether this process's forkserver is running (one found stopped is killed, and is not)."""
     pid = forkserver_pid()
     if pid is None or _kill_if_stopped(pid):
         return False
@@ -181,7 +182,7 @@ def _start_forkserver(ctx: ForkServerContext | SpawnContext, preload: Sequence[s
     # Called before every child start; touches os.environ only when a
     # forkserver must be (re)started, which is rare, and under the lock.
     with _forkserver_lock:
-        if _forkserver_alive():
+        if forkserver_alive():
             return
         if forkserver_pid() is not None:
             log.warning("the forkserver (pid %s) is gone; starting a new one", forkserver_pid())

@@ -23,10 +23,11 @@ from dataclasses import replace
 from multiprocessing.connection import Connection
 from multiprocessing.context import ForkServerContext, SpawnContext
 from multiprocessing.process import BaseProcess
+from typing import Any
 
 from . import _child
 from ._child import Call, Outcome
-from ._processes import collect, join, mp_context, pipe, start
+from ._processes import collect, forkserver_alive, forkserver_pid, join, mp_context, pipe, start
 from .errors import Busy, ChildFailed
 
 log = logging.getLogger("handoff")
@@ -45,7 +46,24 @@ class Runner:
         self.preload = preload
         self.rehearsal = rehearsal
         self._slots = threading.BoundedSemaphore(max_children)
+        self._busy = 0  # slots taken: calls running or starting
+        self._busy_lock = threading.Lock()
         self.modules: dict[str, None] = {}  # of the functions called so far, in order
+
+    def _acquire(self) -> None:
+        if not self._slots.acquire(timeout=self.queue_timeout):
+            raise Busy(f"All {self.max_children} child slots stayed busy for {self.queue_timeout:g} s.")
+        with self._busy_lock:
+            self._busy += 1
+
+    def _release(self) -> None:
+        with self._busy_lock:
+            self._busy -= 1
+        self._slots.release()
+
+    def status(self) -> dict[str, Any]:
+        """How this process's calls stand now: ``slots`` in all, ``busy`` of them taken."""
+        return {"slots": self.max_children, "busy": self._busy}
 
     def _note_module(self, call: Call) -> None:
         module = getattr(call.fn, "__module__", None)
@@ -54,18 +72,16 @@ class Runner:
 
     def run(self, call: Call, timeout: float) -> Outcome:
         """Make the call in a child once a slot is free; raise Busy if none frees in time."""
-        if not self._slots.acquire(timeout=self.queue_timeout):
-            raise Busy(f"All {self.max_children} child slots stayed busy for {self.queue_timeout:g} s.")
+        self._acquire()
         self._note_module(call)
         try:
             return self._run(call, timeout)
         finally:
-            self._slots.release()
+            self._release()
 
     def start(self, call: Call, timeout: float, finished: Callable[[Outcome], None]) -> None:
         """Take a slot now (or raise Busy), make the call in a background thread, pass its outcome on."""
-        if not self._slots.acquire(timeout=self.queue_timeout):
-            raise Busy(f"All {self.max_children} child slots stayed busy for {self.queue_timeout:g} s.")
+        self._acquire()
         self._note_module(call)
 
         def background() -> None:
@@ -76,7 +92,7 @@ class Runner:
             except Exception as exc:  # the thread must not die silently
                 outcome = {"status": "died", "exitcode": None, "detail": repr(exc)}
             finally:
-                self._slots.release()
+                self._release()
             finished(outcome)
 
         threading.Thread(target=background, name=f"handoff-call-{call.id}", daemon=True).start()
@@ -232,9 +248,25 @@ class WarmRunner(Runner):
             with self._changed:
                 self._changed.notify()
 
-    def warm_up(self) -> None:
-        """Start the waiting children now rather than on the first call."""
+    def status(self) -> dict[str, Any]:
+        """Also the children ``waiting`` for a call, and whether the ``forkserver`` that starts them is up."""
         with self._changed:
+            waiting = sum(proc.is_alive() for proc, _ in self._ready)
+        if forkserver_pid() is None:
+            forkserver = "not started"
+        else:  # a stopped forkserver is killed here, as before a start: the next start replaces it
+            forkserver = "up" if forkserver_alive() else "down"
+        return {**super().status(), "waiting": waiting, "forkserver": forkserver}
+
+    def warm_up(self) -> None:
+        """Start the waiting children now rather than on the first call (and replace any that died)."""
+        with self._changed:
+            alive = [(proc, conn) for proc, conn in self._ready if proc.is_alive()]
+            for proc, conn in self._ready:
+                if not proc.is_alive():  # its forkserver was killed, or the OOM killer took it
+                    conn.close()
+                    proc.join(0.1)
+            self._ready = alive
             self._ensure_refiller()
             self._changed.notify()
 

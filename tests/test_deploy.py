@@ -19,11 +19,14 @@ import subprocess
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from conftest import expect_visible, image_bytes, postgres_database, require
+from test_health import ready
 
 from bench.load import Client, RedisServer, Server, free_port, stop_process, wait_for_port
 
@@ -95,6 +98,7 @@ class Nginx:
 class Cluster:
     nodes: list[Server]
     port: int  # nginx's HTTPS port
+    database_url: str  # the nodes' one PostgreSQL database
 
     @property
     def url(self) -> str:
@@ -132,7 +136,7 @@ def cluster(tmp_path_factory):
         with Server("gunicorn", workers=1, threads=4, database_url=database_url, env=env) as a, \
              Server("gunicorn", workers=1, threads=4, database_url=database_url, env=env) as b, \
              Nginx(tmp, [a.port, b.port]) as proxy:
-            yield Cluster([a, b], proxy.port)
+            yield Cluster([a, b], proxy.port, database_url)
 
 
 def test_browser_uploads_with_and_without_javascript(cluster, browser, tmp_path):
@@ -288,3 +292,36 @@ def test_gunicorn_keeps_idle_connections_longer_than_nginx_reuses_them():
     settings = {}
     exec((Path(__file__).parent.parent / "gunicorn.conf.py").read_text(), settings)
     assert settings["keepalive"] > int(nginx)
+
+
+@contextmanager
+def database_refusing_connections(url: str):
+    """The database itself refuses every connection (its open ones are ended) until the block ends."""
+    name = sa.engine.make_url(url).database
+    admin = sa.create_engine(url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
+            conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name"),
+                         {"name": name})
+        yield
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+        admin.dispose()
+
+
+def test_readiness_fails_on_every_node_while_the_database_refuses_and_recovers(cluster):
+    nodes = [Client(node.port) for node in cluster.nodes]
+    assert [ready(node)[0] for node in nodes] == [200, 200]
+    assert cluster.client().get("/readyz")[0] == 200  # through the proxy, from this machine
+    with database_refusing_connections(cluster.database_url):
+        for node in nodes:
+            status, body = node.get("/readyz")
+            database = json.loads(body)["checks"]["database"]
+            assert status == 503 and database["status"] == "failed", database
+            assert node.get("/healthz")[0] == 200  # alive all along: restarting it would not help
+        assert cluster.client().get("/readyz")[0] == 503
+    assert [ready(node)[0] for node in nodes] == [200, 200]
+    status, body = cluster.client().upload(image_bytes(), ["invert"])
+    assert status == 201, body

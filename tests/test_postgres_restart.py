@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import image_bytes, require
+from test_health import ready
 
 from bench.load import Client, Server
 
@@ -55,3 +56,19 @@ def test_the_app_answers_while_postgresql_is_down_and_recovers_after(own_cluster
         status, body = client.get("/api/session")
         assert status == 200, body
         assert len(json.loads(body)["jobs"]) == 2
+
+
+def test_readiness_fails_while_postgresql_is_down_and_recovers(own_cluster):
+    url, pgdir = own_cluster
+    with Server("flask", database_url=url) as server:
+        client = Client(server.port)
+        assert ready(client)[0] == 200
+        subprocess.run([pgdir / "stop"], check=True)
+        status, body = client.get("/readyz")
+        assert status == 503
+        database = json.loads(body)["checks"]["database"]
+        assert database["status"] == "failed" and "OperationalError" in database["detail"]
+        assert client.get("/healthz")[0] == 200  # alive all along
+        subprocess.run([pgdir / "start"], check=True)
+        status, answer = ready(client)
+        assert status == 200 and answer["checks"]["database"]["detail"] == "postgresql"
