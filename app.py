@@ -13,7 +13,7 @@ from flask_sqlalchemy import SQLAlchemy
 import imaging
 import storage
 from handoff import Handoff, default_max_children
-from web import cli, errors, files, gallery, health, jobs, limits, security, seed, sessions, uploads
+from web import cli, errors, files, gallery, health, jobs, limits, metrics, security, seed, sessions, uploads
 
 #: Runs the image jobs (and the seed routes' calls) in children. Its session
 #: records live in the session's workspace, beside the manifest.
@@ -59,6 +59,8 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
         DARKROOM_CLIENT_BYTES_PER_HOUR=1024**3,
         DARKROOM_SESSION_QUOTA_MB=1024,
         DARKROOM_MIN_FREE_MB=512,
+        DARKROOM_METRICS_ALLOW=["127.0.0.1/32", "::1/128"],
+        DARKROOM_METRICS_TOKEN=None,
         RATELIMIT_STORAGE_URI="memory://",
     )
     app.config.from_pyfile("config.py", silent=True)
@@ -105,5 +107,6 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     for bp in (seed.bp, jobs.bp, gallery.bp, files.bp, health.bp):
         app.register_blueprint(bp)
     app.add_template_filter(limits.human_size, "size")
+    metrics.init_app(app)
     limits.init_app(app)  # wraps registered views
     return app

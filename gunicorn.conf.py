@@ -1,6 +1,8 @@
 """Gunicorn settings for ``make serve``; every value can be overridden from the environment."""
 
 import os
+import shutil
+import tempfile
 
 bind = os.environ.get("DARKROOM_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("DARKROOM_WORKERS", os.cpu_count() or 2))
@@ -26,9 +28,17 @@ max_requests_jitter = max_requests // 10
 accesslog = os.environ.get("DARKROOM_ACCESS_LOG", "-")
 errorlog = "-"
 
+# Prometheus's multiprocess mode: every worker writes its metrics into one folder, and a scrape
+# of any worker adds them all up (web/metrics.py). Set before a worker imports prometheus_client;
+# the folder is this server's own, emptied when it starts.
+METRICS_DIR = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR",
+                                    os.path.join(tempfile.gettempdir(), f"darkroom-metrics-{bind.replace(':', '-')}"))
+
 
 def on_starting(server):
-    """Warn when the workers would each count the per-client limits alone."""
+    """Start the metrics afresh; warn when the workers would each count the per-client limits alone."""
+    shutil.rmtree(METRICS_DIR, ignore_errors=True)
+    os.makedirs(METRICS_DIR)
     shared = os.environ.get("FLASK_RATELIMIT_STORAGE_URI", "memory://") != "memory://"
     limits_on = os.environ.get("FLASK_DARKROOM_CLIENT_LIMITS", "true").lower() != "false"
     if workers > 1 and limits_on and not shared:
@@ -37,3 +47,10 @@ def on_starting(server):
             "a client gets them %d times. Set FLASK_RATELIMIT_STORAGE_URI=redis://host:6379 to share them.",
             workers, workers,
         )
+
+
+def child_exit(server, worker):
+    """A worker that has exited no longer counts in the live gauges (children busy, waiting)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

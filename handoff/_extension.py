@@ -69,6 +69,7 @@ class _State:
         self.custom_session_id = session_id
         self._lock = threading.Lock()
         self._runner: tuple[int, Runner] | None = None
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []  # on_call()
 
     def runner(self) -> Runner:
         with self._lock:
@@ -279,11 +280,13 @@ def run(fn: Callable[..., T], /, *args: Any, timeout: float | None = None, note:
         outcome = state.runner().run(call, limit)
     except Busy:
         log.warning("call %s fn=%s status=busy web_pid=%s", call.id, name, os.getpid())
+        _tell(state, call, {"status": "busy", "queue_s": state.queue_timeout}, started)
         raise
     finally:
         if folder:
             call.progress_path.unlink(missing_ok=True)
     _log(call, outcome, state.mode, started)
+    _tell(state, call, outcome, started)
     if outcome["status"] == "ok":
         if uses_session:
             _merge(call)
@@ -291,6 +294,37 @@ def run(fn: Callable[..., T], /, *args: Any, timeout: float | None = None, note:
     if folder:
         call.record_path.unlink(missing_ok=True)  # a failed call's writes are never applied
     raise _error(call.fn_name, outcome, limit, state.memory_mb)
+
+
+def on_call(listener: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+    """Have ``listener(record)`` called after every ``run()`` of the current app, in the web process.
+
+    For metrics or tracing without a dependency: ``record`` has ``id``, ``fn``,
+    ``status`` (``ok``, ``raised``, ``timeout``, ``died`` with a negative
+    ``exitcode`` if a signal killed it, ``unstarted``, or ``busy`` when no
+    slot freed in time), ``seconds`` (the
+    whole call), ``queue_seconds`` (waiting for a slot), ``exitcode``,
+    ``child_pid``, ``peak_rss_kb`` (the child's) and ``mode``. A listener that
+    raises is logged and skipped; the call's result is unchanged. Returns
+    ``listener``, so it can be used as a decorator inside ``app.app_context()``.
+    """
+    _state().listeners.append(listener)
+    return listener
+
+
+def _tell(state: _State, call: Call, outcome: Outcome, started: float) -> None:
+    if not state.listeners:
+        return
+    record = {
+        "id": call.id, "fn": call.fn_name, "status": outcome["status"], "seconds": time.perf_counter() - started,
+        "queue_seconds": outcome.get("queue_s"), "exitcode": outcome.get("exitcode"),
+        "child_pid": outcome.get("pid"), "peak_rss_kb": outcome.get("peak_rss_kb"), "mode": state.mode,
+    }
+    for listener in state.listeners:
+        try:
+            listener(record)
+        except Exception:
+            log.exception("a call listener failed on call %s", call.id)
 
 
 def _log(call: Call, outcome: Outcome, mode: str, started: float) -> None:

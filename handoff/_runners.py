@@ -18,6 +18,7 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from multiprocessing.connection import Connection
@@ -50,11 +51,14 @@ class Runner:
         self._busy_lock = threading.Lock()
         self.modules: dict[str, None] = {}  # of the functions called so far, in order
 
-    def _acquire(self) -> None:
+    def _acquire(self) -> float:
+        """Take a slot (or raise Busy); return how long the call waited for it, in seconds."""
+        asked = time.perf_counter()
         if not self._slots.acquire(timeout=self.queue_timeout):
             raise Busy(f"All {self.max_children} child slots stayed busy for {self.queue_timeout:g} s.")
         with self._busy_lock:
             self._busy += 1
+        return time.perf_counter() - asked
 
     def _release(self) -> None:
         with self._busy_lock:
@@ -71,11 +75,14 @@ class Runner:
             self.modules[module] = None
 
     def run(self, call: Call, timeout: float) -> Outcome:
-        """Make the call in a child once a slot is free; raise Busy if none frees in time."""
-        self._acquire()
+        """Make the call in a child once a slot is free; raise Busy if none frees in time.
+
+        The outcome also says how long the call waited for its slot (``queue_s``).
+        """
+        waited = self._acquire()
         self._note_module(call)
         try:
-            return self._run(call, timeout)
+            return {**self._run(call, timeout), "queue_s": waited}
         finally:
             self._release()
 

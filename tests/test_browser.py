@@ -225,5 +225,7 @@ def test_a_heic_photo_with_chosen_arguments_and_format(page, tmp_path):
     # Chromium cannot show HEIC: the original's tile shows its WebP preview, and the view page says so.
     assert job.locator("img").count() == 3
     job.locator(".tile.original a.view").click()
-    expect(page.locator(".viewer")).to_contain_text("Browsers do not show HEIC files: this is a preview.")
+    expect(page.locator(".viewer")).to_contain_text(
+        "Browsers do not show HEIC files: this image is shown from a WebP copy. Download it to see the file itself.")
     wait_until(page, "[...document.images].every(i => i.complete && i.naturalWidth > 0)")
+    assert page.locator(".stage img").get_attribute("src").endswith("/screen/0")

@@ -25,6 +25,7 @@ import handoff
 import imaging
 import storage
 
+from . import metrics
 from .limits import InsufficientStorage, human_size, retry_after
 
 MESSAGES = {
@@ -131,6 +132,7 @@ def _http_error(exc: HTTPException):
 
 
 def _too_many(exc: RateLimitExceeded):
+    metrics.count_refusal("job_rate" if exc.limit.scope == "jobs" else "bytes")
     seconds = retry_after(current_app)
     wait = f"{seconds} s" if seconds < 120 else f"{round(seconds / 60)} minutes"
     return error_response(429, f"{exc.description} Please try again in {wait}.", {"Retry-After": str(seconds)})

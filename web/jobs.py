@@ -31,7 +31,7 @@ import imaging
 import storage
 from imaging.job import run_job
 
-from . import gallery, limits
+from . import gallery, limits, metrics
 from .errors import wants_json
 from .sessions import current_workspace, has_workspace, keep_alive, keep_workspace, start_over, sync_jobs
 from .uploads import keep_upload
@@ -204,10 +204,41 @@ def index():
     )
 
 
+def outcome_of(exc: BaseException) -> str:
+    """What a job that ended in ``exc`` counts as in the metrics (``refused_damaged``, ``timeout``...)."""
+    if isinstance(exc, imaging.BadImage):
+        return f"refused_{exc.kind}"
+    if isinstance(exc, handoff.Timeout | handoff.Busy):
+        return "timeout" if isinstance(exc, handoff.Timeout) else "busy"
+    if isinstance(exc, handoff.ChildFailed):
+        if exc.errno in storage.DISK_FULL_ERRNOS:
+            return "storage_full"
+        if exc.out_of_memory:
+            return "out_of_memory"
+        if exc.exitcode is not None and exc.exitcode < 0 and not exc.type_name:
+            return "killed"
+    if isinstance(exc, OSError) and storage.is_disk_full(exc):
+        return "storage_full"
+    return "failed"
+
+
 def make_job(
     ws: storage.Workspace, upload: FileStorage, ops: list[str], encoding: dict[str, Any], key: str | None,
 ) -> dict[str, Any]:
     """Store one uploaded file, render its derivatives in a child and return the job it recorded."""
+    try:
+        job = _make_job(ws, upload, ops, encoding, key)
+    except Exception as exc:
+        metrics.count_job(outcome_of(exc))
+        raise
+    metrics.count_job("done")
+    metrics.count_stored(job["source"]["bytes"] + sum(o["bytes"] for o in job["outputs"]))
+    return job
+
+
+def _make_job(
+    ws: storage.Workspace, upload: FileStorage, ops: list[str], encoding: dict[str, Any], key: str | None,
+) -> dict[str, Any]:
     job_id = storage.new_id()
     source = accept_upload(ws, job_id, upload, ops, encoding)
     started = time.time()

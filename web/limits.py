@@ -21,6 +21,8 @@ from werkzeug.exceptions import HTTPException
 
 import storage
 
+from . import metrics
+
 LIMITER_KEY = "darkroom.limiter"
 #: Views that start a child: they share one job rate per client.
 CHILD_VIEWS = ("jobs.create", "seed.multi", "seed.value")
@@ -69,11 +71,14 @@ def may_start_session() -> bool:
         return True
     limiter = current_app.extensions[LIMITER_KEY]
     try:
-        return all([limiter.limiter.hit(item, "new-session", get_remote_address())
-                    for item in parse_many(session_rate())])
+        allowed = all([limiter.limiter.hit(item, "new-session", get_remote_address())
+                       for item in parse_many(session_rate())])
     except Exception as exc:  # the storage's own error types (redis, memcached) vary
         current_app.logger.warning("new-session limit not checked: %s: %s", type(exc).__name__, exc)
         return True
+    if not allowed:
+        metrics.count_refusal("new_session")
+    return allowed
 
 
 def byte_budget() -> str:
@@ -102,6 +107,7 @@ def check_free_disk() -> None:
     reserve = current_app.config["DARKROOM_MIN_FREE_MB"] * 1024**2
     if shutil.disk_usage(root).free - (request.content_length or 0) < reserve:
         current_app.logger.warning("upload refused: less than %s free under %s", human_size(reserve), root)
+        metrics.count_refusal("disk_reserve")
         raise InsufficientStorage()
 
 
@@ -112,6 +118,7 @@ def check_session_quota(ws: storage.Workspace) -> None:
     quota = current_app.config["DARKROOM_SESSION_QUOTA_MB"] * 1024**2
     used = storage.stored_bytes(storage.load_manifest(ws))
     if used + (request.content_length or 0) > quota:
+        metrics.count_refusal("session_quota")
         raise InsufficientStorage(
             f"Your images use {human_size(used)} of the {human_size(quota)} a session may keep; "
             "delete some photos to make room."

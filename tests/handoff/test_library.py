@@ -136,7 +136,7 @@ def test_no_python_to_be_found_is_child_failed_and_the_refill_backs_off(tmp_path
             try:
                 handoff.run(handoff_fns.echo, 1)
             except handoff.ChildFailed as exc:
-                print("FAILED", exc.message)
+                print(f"FAILED {{exc.message}}")  # one write: the refill thread logs to stdout too
             time.sleep(4)  # the refill thread, meanwhile, tries to start waiting children
     """, tmp_path)
     out = result.stdout
