@@ -13,7 +13,7 @@ from flask_sqlalchemy import SQLAlchemy
 import imaging
 import storage
 from handoff import Handoff, default_max_children
-from web import cli, errors, files, gallery, health, jobs, limits, metrics, security, seed, sessions, uploads
+from web import cli, errors, files, gallery, health, jobs, limits, logs, metrics, security, seed, sessions, uploads
 
 #: Runs the image jobs (and the seed routes' calls) in children. Its session
 #: records live in the session's workspace, beside the manifest.
@@ -61,6 +61,7 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
         DARKROOM_MIN_FREE_MB=512,
         DARKROOM_METRICS_ALLOW=["127.0.0.1/32", "::1/128"],
         DARKROOM_METRICS_TOKEN=None,
+        DARKROOM_LOG_FORMAT="text",
         RATELIMIT_STORAGE_URI="memory://",
     )
     app.config.from_pyfile("config.py", silent=True)
@@ -100,6 +101,7 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
         HANDOFF_REHEARSAL="imaging.job:rehearse",
     )
     handoff.init_app(app)
+    logs.init_app(app)  # first: every later hook's log lines and errors carry the request id
     uploads.init_app(app)
     security.init_app(app)
     errors.init_app(app)

@@ -415,7 +415,12 @@ def status() -> dict[str, Any]:
     no child is started or asked, and no file is read.
     """
     state = _state()
-    return {"mode": state.mode, **state.runner().status()}
+    with state._lock:
+        runner = state._runner[1] if state._runner and state._runner[0] == os.getpid() else None
+    if runner is None:  # no call yet in this process: nothing started, and asking starts nothing
+        idle: dict[str, Any] = {"mode": state.mode, "slots": state.max_children, "busy": 0}
+        return {**idle, "waiting": 0, "forkserver": "not started"} if state.mode == "warm" else idle
+    return {"mode": state.mode, **runner.status()}
 
 
 def running(session_id: str | None = None) -> list[dict[str, Any]]:

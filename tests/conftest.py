@@ -143,6 +143,13 @@ def upload(client, data=None, ops=None, name="photo.jpg", json=True, fields=None
     return client.post("/jobs", data=form, headers=headers, content_type="multipart/form-data")
 
 
+def error_json(response):
+    """An error answer's JSON without its ``request_id``, once that is checked against ``X-Request-ID``."""
+    body = dict(response.get_json())
+    assert body.pop("request_id") == response.headers["X-Request-ID"]
+    return body
+
+
 def workspace_of(app, client):
     """The workspace of a test client's session, or None if it has none yet."""
     import storage

@@ -110,7 +110,7 @@ class Cluster:
     def nodes_that_ran(self, job_ids: set[str]) -> int:
         """How many nodes' logs record one of these jobs as finished."""
         return sum(
-            bool(job_ids & set(re.findall(r"job ([0-9a-f]{24}) ops=\S+ status=ok", node.log_text())))
+            bool(job_ids & set(re.findall(r"job ([0-9a-f]{24}) ops=\S+ status=done", node.log_text())))
             for node in self.nodes
         )
 
@@ -325,3 +325,13 @@ def test_readiness_fails_on_every_node_while_the_database_refuses_and_recovers(c
     assert [ready(node)[0] for node in nodes] == [200, 200]
     status, body = cluster.client().upload(image_bytes(), ["invert"])
     assert status == 201, body
+
+
+def test_readiness_and_metrics_are_for_this_host_only_through_the_proxy(cluster):
+    here, elsewhere = cluster.client(), cluster.client(address="127.0.0.2")  # another machine, as nginx sees it
+    assert here.get("/readyz")[0] == 200
+    status, body = here.get("/metrics")
+    assert status == 200 and b"darkroom_storage_free_bytes" in body
+    for path in ("/readyz", "/metrics"):
+        assert elsewhere.get(path)[0] == 403  # nginx's refusal
+    assert elsewhere.get("/healthz")[0] == 200  # liveness tells a stranger nothing

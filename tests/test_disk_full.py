@@ -3,7 +3,7 @@
 import os
 
 import pytest
-from conftest import image_bytes, tmpfs, upload
+from conftest import error_json, image_bytes, tmpfs, upload
 from test_failures import assert_state
 
 STORAGE_FULL = "The server's storage is full; please try again later."
@@ -46,7 +46,7 @@ def test_an_upload_to_a_full_disk_is_507_and_deleting_still_works(app_on_small_d
     jobs = [upload(client, image_bytes((320, 240)), ops=["invert"]).get_json()["id"] for _ in range(2)]
     filler = fill(small_disk)
     response = upload(client, image_bytes((320, 240)), ops=["invert"])
-    assert (response.status_code, response.get_json()) == (507, {"error": STORAGE_FULL})
+    assert (response.status_code, error_json(response)) == (507, {"error": STORAGE_FULL})
     assert_state(app, client, jobs)
     page = upload(client, image_bytes((320, 240)), ops=["invert"], json=False)
     assert page.status_code == 303 and STORAGE_FULL.replace("'", "&#39;") in client.get("/").get_data(as_text=True)
@@ -69,5 +69,5 @@ def test_a_child_that_fills_the_disk_is_507_and_leaves_nothing(app_on_small_disk
     fill(small_disk, leave=len(data) + 64 * 1024)  # room for the upload, not for eight outputs
     response = upload(client, data, ops=["thumbnail", "grayscale", "blur", "sharpen", "edges", "sepia", "rotate",
                                          "invert"])
-    assert (response.status_code, response.get_json()) == (507, {"error": STORAGE_FULL})
+    assert (response.status_code, error_json(response)) == (507, {"error": STORAGE_FULL})
     assert_state(app, client, [good])

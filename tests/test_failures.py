@@ -11,7 +11,7 @@ import time
 import zipfile
 
 import pytest
-from conftest import decode, image_bytes, upload, wait_for_child_at_work, workspace_of
+from conftest import decode, error_json, image_bytes, upload, wait_for_child_at_work, workspace_of
 from PIL import Image
 
 import storage
@@ -108,7 +108,7 @@ def test_bad_upload_is_refused_and_leaves_nothing(app, client, case):
 def test_bomb_is_refused_before_any_child_starts(app, client, caplog):
     response = upload(client, png_bomb())
     assert response.status_code == 413
-    assert "darkroom.jobs" not in {r.name for r in caplog.records}
+    assert "handoff" not in {r.name for r in caplog.records}  # no call was made
     assert app.extensions["handoff"]._runner is None  # no child was ever needed
 
 
@@ -123,7 +123,7 @@ def test_pixel_limit_comes_from_config(make_app):
 def test_missing_file_field(app, client):
     response = client.post("/jobs", data={"ops": "blur"}, headers={"Accept": "application/json"})
     assert response.status_code == 400
-    assert response.get_json() == {"error": "Choose an image file to upload.", "kind": "bad_upload"}
+    assert error_json(response) == {"error": "Choose an image file to upload.", "kind": "bad_upload"}
     assert_state(app, client, [])
 
 
@@ -139,7 +139,7 @@ def test_body_over_the_limit_is_413_json(make_app):
     client = app.test_client()
     response = upload(client, os.urandom(3 * 1024 * 1024))
     assert response.status_code == 413
-    assert response.get_json() == {"error": "The upload is larger than the limit of 2 MB."}
+    assert error_json(response) == {"error": "The upload is larger than the limit of 2 MB."}
     assert_state(app, client, [])
 
 
@@ -188,7 +188,7 @@ def test_child_fault_is_a_clear_5xx_and_loses_nothing(make_app, op, caplog):
     good = upload(client).get_json()["id"]
     response = upload(client, ops=["grayscale", op])
     status, kind, message = FAULTS[op]
-    body = response.get_json()
+    body = error_json(response)
     assert response.status_code == status
     if kind == "bug":  # the id finds the child's traceback in the log
         assert body == {"error": message.format(error_id=body["error_id"]), "error_id": body["error_id"]}
@@ -212,7 +212,7 @@ def test_child_past_its_time_limit_is_killed_with_504(make_app):
     response = upload(client, ops=["stall"])
     assert time.monotonic() - started < 10
     assert response.status_code == 504
-    assert response.get_json() == {"error": "Processing this photo took longer than 1 s and was stopped."}
+    assert error_json(response) == {"error": "Processing this photo took longer than 1 s and was stopped."}
     assert_state(app, client, [good])
     assert upload(client).status_code == 201
 
@@ -276,7 +276,7 @@ def test_every_json_error_has_the_error_shape(make_app, status):
         500: lambda: client.get("/boom", headers=json_headers),
     }[status]()
     assert response.status_code == status
-    body = response.get_json()
+    body = error_json(response)  # every error carries its request's id, as its X-Request-ID header says
     assert set(body) == ({"error", "error_id"} if status == 500 else {"error"}) and body["error"]
     assert "secret detail" not in body["error"]
     if status == 413:
@@ -298,7 +298,7 @@ def test_form_limits_name_themselves(client, form):
     response = client.post("/jobs", data={**form, "image": (io.BytesIO(image_bytes()), "a.jpg")},
                            headers={"Accept": "application/json"})
     assert response.status_code == 413
-    assert response.get_json() == {"error": "The form is too large: at most 1,000 fields, "
+    assert error_json(response) == {"error": "The form is too large: at most 1,000 fields, "
                                             "and at most 488 kB in a field other than the image."}
 
 

@@ -6,7 +6,7 @@ import zipfile
 from urllib.parse import quote
 
 import pytest
-from conftest import decode, image_bytes, upload, workspace_of
+from conftest import decode, error_json, image_bytes, upload, workspace_of
 from PIL import Image
 
 from imaging.job import progress_percent
@@ -114,7 +114,7 @@ def test_the_page_size_bounds_the_html_however_many_jobs(make_app):
 def test_unticking_every_operation_is_refused_not_defaulted(app, client):
     response = upload(client, fields={"ops": [""]})
     assert response.status_code == 400
-    assert response.get_json() == {"error": "Choose at least one operation."}
+    assert error_json(response) == {"error": "Choose at least one operation."}
     assert session_jobs(client) == []
     response = upload(client, fields={"ops": ["", "invert"]})
     assert [o["op"] for o in response.get_json()["outputs"]] == ["invert"]
@@ -352,6 +352,6 @@ def test_the_api_pages_the_sessions_jobs_with_a_cursor(client):
     assert seen == ids
     assert client.get("/api/session?limit=0").status_code == 400
     assert client.get("/api/session?limit=101").status_code == 400
-    assert client.get("/api/session?limit=ten").get_json() == {"error": "limit must be a whole number from 1 to 100."}
+    assert error_json(client.get("/api/session?limit=ten")) == {"error": "limit must be a whole number from 1 to 100."}
     unknown = client.get("/api/session?after=" + "0" * 24)
     assert unknown.status_code == 400 and "start again without it" in unknown.get_json()["error"]

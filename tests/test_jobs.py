@@ -73,7 +73,7 @@ def test_work_runs_in_a_child_process(client, caplog):
     [line] = [r.getMessage() for r in caplog.records if r.name == "darkroom.jobs"]
     child_pid = int(re.search(r"child_pid=(\d+)", line).group(1))
     assert child_pid != os.getpid()
-    assert re.search(r"status=ok .* mode=warm", line)
+    assert re.search(r"status=done .* mode=warm", line)
     [call] = [r.getMessage() for r in caplog.records if r.name == "handoff"]
     assert re.search(rf"fn=imaging.job.run_job status=ok .* exit=0 child_pid={child_pid} child_peak_rss_kb=\d+", call)
 

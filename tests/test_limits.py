@@ -4,7 +4,7 @@ import os
 import time
 from datetime import UTC, datetime, timedelta
 
-from conftest import image_bytes, upload
+from conftest import error_json, image_bytes, upload
 
 from app import create_app
 from handoff import Handoff
@@ -110,7 +110,7 @@ def test_free_disk_reserve_is_always_on(make_app):
     client = app.test_client()
     response = upload(client)
     assert response.status_code == 507
-    assert response.get_json() == {"error": "The server's storage is full; please try again later."}
+    assert error_json(response) == {"error": "The server's storage is full; please try again later."}
     assert stored_files(app) == []
     page = upload(client, json=False)
     assert page.status_code == 507 and "storage is full" in page.get_data(as_text=True)

@@ -4,7 +4,7 @@ import os
 import stat
 
 import pytest
-from conftest import image_bytes, tmpfs, upload
+from conftest import error_json, image_bytes, tmpfs, upload
 
 import storage
 from app import create_app
@@ -87,7 +87,7 @@ def test_paths_outside_the_listed_files_are_404(app, client, path):
         workspace = sess["_workspace"]
     response = client.get(path.format(job=job["id"], ws=workspace), headers={"Accept": "application/json"})
     assert response.status_code == 404
-    body = response.get_json()
+    body = error_json(response)
     assert set(body) == {"error"} and "Nothing here" in body["error"]
 
 

@@ -4,7 +4,7 @@ import pathlib
 import re
 import threading
 
-from conftest import upload, wait_for_child_at_work
+from conftest import error_json, upload, wait_for_child_at_work
 
 
 def page_text(response):
@@ -62,7 +62,7 @@ def test_multi_past_its_timeout_is_504(make_app):
     client = make_app(HANDOFF_TIMEOUT=0).test_client()
     response = client.get("/multi", headers={"Accept": "application/json"})
     assert response.status_code == 504
-    assert response.get_json() == {"error": "Processing this photo took longer than 0 s and was stopped."}
+    assert error_json(response) == {"error": "Processing this photo took longer than 0 s and was stopped."}
 
 
 def test_value_goes_through_the_child_slots_and_the_log(make_app, caplog):

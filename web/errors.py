@@ -25,7 +25,7 @@ import handoff
 import imaging
 import storage
 
-from . import metrics
+from . import logs, metrics
 from .limits import InsufficientStorage, human_size, retry_after
 
 MESSAGES = {
@@ -65,6 +65,7 @@ def error_response(
 
     ``fields`` are machine-readable details: ``kind`` (a refusal's class), ``error_id`` (a bug's log id).
     """
+    fields = {**fields, "request_id": logs.request_id()}
     if wants_json():
         response = jsonify(error=message, **fields)
     elif request.method == "POST" and status != 403 and can_flash and has_session():
@@ -75,7 +76,7 @@ def error_response(
         return redirect(url_for("jobs.index"), 303)
     else:
         response = current_app.make_response(
-            (render_template("error.html", status=status, message=message), status)
+            (render_template("error.html", status=status, message=message, request_id=fields["request_id"]), status)
         )
     response.status_code = status
     response.headers.update(headers or {})

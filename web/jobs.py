@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import re
 import time
@@ -31,7 +30,7 @@ import imaging
 import storage
 from imaging.job import run_job
 
-from . import gallery, limits, metrics
+from . import gallery, limits, logs, metrics
 from .errors import wants_json
 from .sessions import current_workspace, has_workspace, keep_alive, keep_workspace, start_over, sync_jobs
 from .uploads import keep_upload
@@ -39,7 +38,6 @@ from .uploads import keep_upload
 bp = Blueprint("jobs", __name__)
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-log = logging.getLogger("darkroom.jobs")
 
 
 _KEY = re.compile(r"[A-Za-z0-9_-]{1,100}")
@@ -66,15 +64,6 @@ def replay(ws: storage.Workspace, key: str):
     if any(note.get("idempotency_key") == key for note in storage.running_jobs(ws, handoff.running(ws.id), manifest)):
         abort(409, "This upload is still being processed; its result will be in the gallery shortly.")
     return None
-
-
-def log_job(spec: dict[str, Any], result: dict[str, Any], seconds: float) -> None:
-    """One line per finished job: its whole time, and run_job's own in the child (child_ms)."""
-    log.info(
-        "job %s ops=%s status=ok duration_ms=%.1f child_ms=%s child_pid=%s mode=%s web_pid=%s",
-        spec["job_id"], ",".join(spec["ops"]), seconds * 1000, result.get("ms"),
-        result.get("pid"), current_app.config["HANDOFF_MODE"], os.getpid(),
-    )
 
 
 def display_name(filename: str | None) -> str:
@@ -225,22 +214,43 @@ def outcome_of(exc: BaseException) -> str:
 def make_job(
     ws: storage.Workspace, upload: FileStorage, ops: list[str], encoding: dict[str, Any], key: str | None,
 ) -> dict[str, Any]:
-    """Store one uploaded file, render its derivatives in a child and return the job it recorded."""
+    """Store one uploaded file, render its derivatives in a child and return the job it recorded.
+
+    Whatever happens, the job is counted in the metrics and gets one log line.
+    """
+    started = time.perf_counter()
+    facts: dict[str, Any] = {}  # what _make_job learnt before it ended: the job's id, bytes in, child time
+    outcome, job = "failed", None
     try:
-        job = _make_job(ws, upload, ops, encoding, key)
+        job = _make_job(ws, upload, ops, encoding, key, facts)
+        outcome = "done"
+        return job
     except Exception as exc:
-        metrics.count_job(outcome_of(exc))
+        outcome = outcome_of(exc)
         raise
-    metrics.count_job("done")
-    metrics.count_stored(job["source"]["bytes"] + sum(o["bytes"] for o in job["outputs"]))
-    return job
+    finally:
+        stored = job["source"]["bytes"] + sum(o["bytes"] for o in job["outputs"]) if job else 0
+        metrics.count_job(outcome)
+        metrics.count_stored(stored)
+        call = g.pop("handoff_call", None) or {}
+        logs.log_job({
+            "id": facts.get("job_id", "-"), "ops": ",".join(ops), "status": outcome,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+            "queue_ms": round(call["queue_seconds"] * 1000, 1) if call.get("queue_seconds") is not None else "-",
+            "child_ms": facts.get("child_ms", "-"), "bytes_in": facts.get("bytes_in", "-"),
+            "bytes_out": stored - job["source"]["bytes"] if job else 0,
+            "peak_rss_kb": call.get("peak_rss_kb") or "-", "child_pid": call.get("child_pid") or "-",
+            "mode": current_app.config["HANDOFF_MODE"], "web_pid": os.getpid(),
+        })
 
 
 def _make_job(
     ws: storage.Workspace, upload: FileStorage, ops: list[str], encoding: dict[str, Any], key: str | None,
+    facts: dict[str, Any],
 ) -> dict[str, Any]:
-    job_id = storage.new_id()
+    job_id = facts["job_id"] = storage.new_id()
     source = accept_upload(ws, job_id, upload, ops, encoding)
+    facts["bytes_in"] = source["bytes"]
     started = time.time()
     spec = {
         "workspace": ws,
@@ -259,15 +269,13 @@ def _make_job(
             "op": "", "label": "", "done": 0, "total": len(ops), "percent": 0}
     try:
         result = handoff.run(run_job, spec, note=note)
-        log_job(spec, result, time.time() - started)
+        facts["child_ms"] = result.get("ms")
         # The child has been joined; the manifest now says what it finished.
         manifest = storage.load_manifest(ws)
         job = storage.find_job(manifest, job_id)
         if job is None:
             raise handoff.ChildFailed("The image worker finished without recording its results.")
-    except BaseException as exc:
-        if not isinstance(exc, imaging.BadImage):
-            log.warning("job %s ops=%s status=failed error=%s", job_id, ",".join(ops), type(exc).__name__)
+    except BaseException:
         storage.discard_job(ws, job_id)
         raise
     g.saved_job = job_id  # from here on, whatever fails, the job is saved

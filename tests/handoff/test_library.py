@@ -18,8 +18,8 @@ import handoff
 
 PUBLIC = {
     "AlreadyCollected", "Busy", "ChildFailed", "Handle", "Handoff", "HandoffError", "NoSuchCall", "NotFinished",
-    "RemoteTraceback", "Timeout", "abandoned", "check_importable", "default_max_children", "handle", "report", "run",
-    "running", "submit",
+    "RemoteTraceback", "Timeout", "abandoned", "check_importable", "default_max_children", "handle", "on_call",
+    "report", "run", "running", "status", "submit",
 }
 
 
