@@ -29,10 +29,11 @@ accesslog = os.environ.get("DARKROOM_ACCESS_LOG", "-")
 errorlog = "-"
 
 # Prometheus's multiprocess mode: every worker writes its metrics into one folder, and a scrape
-# of any worker adds them all up (web/metrics.py). Set before a worker imports prometheus_client;
-# the folder is this server's own, emptied when it starts.
-METRICS_DIR = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR",
-                                    os.path.join(tempfile.gettempdir(), f"darkroom-metrics-{bind.replace(':', '-')}"))
+# of any worker adds them all up (web/metrics.py). raw_env puts it in the workers' environment
+# before they import prometheus_client; the folder is this server's own, emptied when it starts.
+METRICS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.path.join(
+    tempfile.gettempdir(), f"darkroom-metrics-{bind.replace(':', '-').replace('/', '-')}")
+raw_env = [f"PROMETHEUS_MULTIPROC_DIR={METRICS_DIR}"]
 
 
 def on_starting(server):

@@ -31,8 +31,8 @@ def measure(runner: str, rounds: int) -> dict[str, float]:
     skip = rounds // 5  # the first jobs warm the caches
     found = {
         "handoff.run": re.findall(r"fn=imaging\.job\.run_job status=ok duration_ms=([\d.]+)", log),
-        "make_job": re.findall(r"ops=invert status=ok duration_ms=([\d.]+)", log),
-        "run_job": re.findall(r"ops=invert status=ok .*child_ms=([\d.]+)", log),
+        "make_job": re.findall(r"ops=invert status=done duration_ms=([\d.]+)", log),
+        "run_job": re.findall(r"ops=invert status=done .*child_ms=([\d.]+)", log),
     }
     median = {name: statistics.median(float(v) for v in values[skip:]) for name, values in found.items()}
     return {"request": statistics.median(requests[skip:]), "GET": statistics.median(gets[skip:]), **median}

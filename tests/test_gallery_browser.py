@@ -206,6 +206,7 @@ def test_no_sideways_scroll_at_390_px(browser, live_server, tmp_path):
         page.wait_for_selector(".stage img")
         assert page.evaluate(wide) <= 390, "the view page"
         page.get_by_text("Actual size (100%)").click()
+        page.wait_for_url("**zoom=100")  # the new page, not the one being left
         wait_until(page, ALL_IMAGES_LOADED)
         assert page.evaluate(wide) <= 390  # a 100% image scrolls inside its pane, not the page
 

@@ -3,6 +3,7 @@ workers, counts that add up across both workers."""
 
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from conftest import image_bytes
@@ -47,15 +48,20 @@ def test_after_real_jobs_of_every_outcome_the_counts_add_up_over_both_workers():
     env = {"FLASK_DARKROOM_PLUGINS": '["tests.faulty_ops"]', "FLASK_HANDOFF_TIMEOUT": "2",
            "FLASK_DARKROOM_CLIENT_LIMITS": "true",
            "FLASK_DARKROOM_CLIENT_JOB_RATE": "16 per minute"}
-    with Server("gunicorn", workers=2, env=env) as server:
-        clients = [Client(server.port) for _ in range(4)]  # several connections: both workers take jobs
+    # Sync workers take one request at a time: of two requests sent at once, each worker gets one.
+    with Server("gunicorn", workers=2, threads=1, env=env) as server:
         expected = {}
-        for round_ in range(2):
-            for outcome, (ops, data) in OUTCOMES.items():
-                client = clients[(round_ + len(expected)) % len(clients)]
-                status, body = client.upload(data if data is not None else image_bytes((64, 48)), ops)
-                assert status < 600, body
+
+        def send(job):
+            outcome, (ops, data) = job
+            status, body = Client(server.port).upload(data if data is not None else image_bytes((64, 48)), ops)
+            assert status < 600, body
+            return outcome
+
+        with ThreadPoolExecutor(2) as pool:
+            for outcome in pool.map(send, list(OUTCOMES.items()) * 2):
                 expected[outcome] = expected.get(outcome, 0) + 1
+        clients = [Client(server.port), Client(server.port)]
         refused = 0
         while refused < 2:  # the job rate, counted by each worker alone (memory://): then 429s
             status, _ = clients[refused % 2].upload(image_bytes((64, 48)), ["invert"])
@@ -67,6 +73,7 @@ def test_after_real_jobs_of_every_outcome_the_counts_add_up_over_both_workers():
         text = body.decode()
         workers = {int(pid) for pid in re.findall(r'darkroom_web_rss_bytes\{pid="(\d+)"\}', text)}
         assert len(workers) == 2  # both workers' numbers are in one scrape
+        assert all(sample(text, "darkroom_web_rss_bytes", pid=pid) > 0 for pid in workers)  # both served
         counted = {outcome: sample(text, "darkroom_jobs_total", outcome=outcome) for outcome in OUTCOMES}
         assert counted == expected
         assert sample(text, "darkroom_limit_refusals_total", limit="job_rate") == refused

@@ -45,6 +45,7 @@ def open_viewer(page, files, ops, link):
     page.click("#submit")
     wait_until(page, BATCH_DONE, timeout=60)
     page.get_by_role("link", name=link).first.click()
+    page.wait_for_url("**/view/**")
     page.wait_for_selector(".stage")
     wait_until(page, ALL_IMAGES_LOADED)
 
@@ -149,6 +150,7 @@ def test_the_keyboard_goes_through_a_jobs_images_zooms_and_goes_back(page, real_
 def test_at_100_percent_the_split_follows_the_scroll_and_side_by_side_panes_scroll_together(page, real_photo):
     open_viewer(page, real_photo, {"invert"}, "Compare Invert colours with the original")
     page.get_by_role("link", name="Actual size (100%)").click()
+    page.wait_for_url("**zoom=100")
     wait_until(page, ALL_IMAGES_LOADED)
     # Pixel for pixel: the files themselves, both drawn 2000 px wide.
     assert page.evaluate("[...document.querySelectorAll('.frame img')].map(i => [i.clientWidth, "
@@ -161,6 +163,7 @@ def test_at_100_percent_the_split_follows_the_scroll_and_side_by_side_panes_scro
                      f"'{600 + width / 2:g}px'")  # still in the middle of what is on screen
     assert_accessible(page, "the slider at 100%")
     page.get_by_role("link", name="Side by side").click()
+    page.wait_for_url("**mode=side**")
     wait_until(page, ALL_IMAGES_LOADED)
     assert page.evaluate("[...document.querySelectorAll('.stage img')].map(i => i.clientWidth)") == [2000, 2000]
     page.evaluate("document.querySelectorAll('.scroller')[1].scrollLeft = 500")

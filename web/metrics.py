@@ -36,6 +36,9 @@ import handoff
 
 bp = Blueprint("metrics", __name__)
 
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # gunicorn.conf.py's, normally made already
+    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+
 MB = 1024**2
 JOBS = Counter("darkroom_jobs", "Jobs by outcome: done, refused_<kind>, failed, timeout, killed, "
                "out_of_memory, busy, storage_full", ["outcome"])
