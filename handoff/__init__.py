@@ -36,7 +36,7 @@ from ._extension import (
 from ._submit import Handle, handle, submit
 from .errors import AlreadyCollected, Busy, ChildFailed, HandoffError, NoSuchCall, NotFinished, Timeout
 
-__version__ = "1.1.0"
+__version__ = "1.2.0"
 
 __all__ = [
     "AlreadyCollected",
