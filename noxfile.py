@@ -47,7 +47,6 @@ SERVER_PACKAGES = {
 CELLS = {
     "flask-run": ("3.11", LATEST, "flask-run-debug", "sqlalchemy", "warm"),
     "app-run-flask22": ("3.11", FLASK_22, "app-run-reloader", "filesystem", "warm"),
-    "sync-py312": ("3.12", FLASK_30, "gunicorn-sync", "redis", "warm"),
     "gthread-py313": ("3.13", LATEST, "gunicorn-gthread", "cachelib", "warm"),
     "gevent": ("3.11", LATEST, "gunicorn-gevent", "sqlalchemy", "warm"),
     "eventlet-flask23": ("3.11", FLASK_23, "gunicorn-eventlet", "redis", "warm"),
