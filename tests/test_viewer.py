@@ -48,6 +48,7 @@ def open_viewer(page, files, ops, link):
     page.wait_for_url("**/view/**")
     page.wait_for_selector(".stage")
     wait_until(page, ALL_IMAGES_LOADED)
+    expect(page.locator("#keys")).to_be_visible()  # the page's script has started
 
 
 def split_state(page):
@@ -125,24 +126,29 @@ def test_the_slider_moves_by_keys_by_mouse_and_by_finger(browser, live_server, s
         assert split_state(page)["value"] == moved["value"]
 
 
+def press(page, key):
+    """Press ``key`` once the page's script listens (it shows the key hints when it has started)."""
+    expect(page.locator("#keys")).to_be_visible()
+    page.keyboard.press(key)
+
+
 def test_the_keyboard_goes_through_a_jobs_images_zooms_and_goes_back(page, real_photo):
     open_viewer(page, real_photo, {"sepia", "grayscale"}, "Compare Grayscale with the original")
     expect(page.locator("h1")).to_contain_text("Grayscale")
-    expect(page.locator("#keys")).to_be_visible()
-    page.keyboard.press("ArrowRight")
+    press(page, "ArrowRight")
     expect(page.locator("h1")).to_contain_text("Sepia")
     expect(page.locator(".steps")).to_contain_text("3 of 3")
-    page.keyboard.press("ArrowRight")  # the last: nowhere further
+    press(page, "ArrowRight")  # the last: nowhere further
     expect(page.locator("h1")).to_contain_text("Sepia")
-    page.keyboard.press("z")
+    press(page, "z")
     expect(page).to_have_url(re.compile(r"zoom=100"))
     expect(page.locator(".zoom [aria-current]")).to_have_text("Actual size (100%)")
-    page.keyboard.press("ArrowLeft")  # the page, not a scrolled picture, has focus: the previous image
+    press(page, "ArrowLeft")  # the page, not a scrolled picture, has focus: the previous image
     expect(page.locator("h1")).to_contain_text("Grayscale")
     expect(page).to_have_url(re.compile(r"zoom=100"))  # the zoom is kept from image to image
-    page.keyboard.press("ArrowLeft")
+    press(page, "ArrowLeft")
     expect(page.locator("h1")).to_contain_text("Original")
-    page.keyboard.press("Escape")
+    press(page, "Escape")
     expect(page).to_have_url(re.compile(r"/#job-[0-9a-f]{24}$"))
     expect(page.locator("article.job")).to_have_count(1)
 
