@@ -170,7 +170,7 @@ def _table(rows: list[dict]) -> str:
     for r in rows:
         checks = r.get("checks", {})
         failed = [f"{k}: {v}" for k, v in checks.items() if not v.startswith("ok")]
-        rss = checks.get("web RSS over 20 × 200 MB", "").removeprefix("ok: ").split(" (")[0]
+        rss = next((v for k, v in checks.items() if k.startswith("web RSS")), "").removeprefix("ok: ").split(" (")[0]
         at_once = checks.get("32 writes at once", "").removeprefix("ok: ").split(" kept")[0]
         notes = "; ".join(failed) if failed else checks.get("reloads", "").removeprefix("ok: ")
         lines.append("| " + " | ".join([

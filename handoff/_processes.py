@@ -224,10 +224,22 @@ def wait_readable(fd: int, timeout: float | None) -> bool:
     return bool(select.select([fd], [], [], timeout)[0])
 
 
+#: How often ``join`` looks again for an exit the sentinel has already announced.
+REAP_POLL = 0.002
+
+
 def join(proc: BaseProcess, timeout: float) -> None:
-    """``proc.join(timeout)``, waiting in a way gevent and eventlet can switch away from."""
+    """``proc.join(timeout)``, waiting in a way gevent and eventlet can switch away from.
+
+    A child's sentinel reads as closed when the kernel closes its files, a
+    moment before the child becomes a zombie that ``waitpid`` can reap: so
+    after the sentinel, the exit is polled for until ``timeout`` runs out.
+    """
+    deadline = time.monotonic() + timeout
     if proc.exitcode is None and proc.sentinel is not None:
         wait_readable(proc.sentinel, timeout)
+    while proc.exitcode is None and time.monotonic() < deadline:  # exitcode polls without blocking
+        time.sleep(REAP_POLL)
     proc.join(0)
 
 
