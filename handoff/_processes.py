@@ -243,6 +243,19 @@ def join(proc: BaseProcess, timeout: float) -> None:
     proc.join(0)
 
 
+def outlive(proc: BaseProcess) -> None:
+    """Let ``proc`` go on when this process exits cleanly.
+
+    At a clean exit (a gunicorn worker recycled by ``--max-requests``, a
+    reload) multiprocessing terminates every daemonic child it still knows
+    of. A submitted call's child must finish its call and record it for a
+    later request: it is forgotten here, and its call's deadline bounds it.
+    """
+    children = getattr(multiprocessing.process, "_children", None)  # the set multiprocessing's exit hook reads
+    if children is not None:
+        children.discard(proc)
+
+
 def kill_group(proc: BaseProcess) -> None:
     """Kill the child's process group (the child and whatever it started), or the child alone.
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from . import _child
 from ._child import Call, Outcome
-from ._processes import collect, forkserver_alive, forkserver_pid, join, mp_context, pipe, start
+from ._processes import collect, forkserver_alive, forkserver_pid, join, mp_context, outlive, pipe, start
 from .errors import Busy, ChildFailed
 
 log = logging.getLogger("handoff")
@@ -82,29 +82,38 @@ class Runner:
         waited = self._acquire()
         self._note_module(call)
         try:
-            return {**self._run(call, timeout), "queue_s": waited}
+            return {**self._run(call, timeout, threading.Event()), "queue_s": waited}
         finally:
             self._release()
 
     def start(self, call: Call, timeout: float, finished: Callable[[Outcome], None]) -> None:
-        """Take a slot now (or raise Busy), make the call in a background thread, pass its outcome on."""
+        """Take a slot now (or raise Busy), make the call in a background thread, pass its outcome on.
+
+        Returns once the call has reached its child (or could not): a web
+        process that exits right after this request (a recycled worker)
+        leaves a call that goes on without it, never one that was not sent.
+        """
         self._acquire()
         self._note_module(call)
+        sent = threading.Event()
 
         def background() -> None:
             try:
-                outcome = self._run(call, timeout)
+                outcome = self._run(call, timeout, sent)
             except ChildFailed as exc:  # no child could be started
                 outcome = {"status": "unstarted", "exitcode": None, "detail": exc.message}
             except Exception as exc:  # the thread must not die silently
                 outcome = {"status": "died", "exitcode": None, "detail": repr(exc)}
             finally:
+                sent.set()
                 self._release()
             finished(outcome)
 
         threading.Thread(target=background, name=f"handoff-call-{call.id}", daemon=True).start()
+        sent.wait()
 
-    def _run(self, call: Call, timeout: float) -> Outcome:
+    def _run(self, call: Call, timeout: float, sent: threading.Event) -> Outcome:
+        """Make the call and return its outcome; set ``sent`` once the call is in its child."""
         raise NotImplementedError
 
     def warm_up(self) -> None:
@@ -117,19 +126,23 @@ class Runner:
 class InlineRunner(Runner):
     """Makes the call in the web process: no isolation, no memory limit."""
 
-    def _run(self, call: Call, timeout: float) -> Outcome:
+    def _run(self, call: Call, timeout: float, sent: threading.Event) -> Outcome:
+        sent.set()
         return {**_child.perform(replace(call, memory_mb=None)), "exitcode": None}
 
 
 class SpawnRunner(Runner):
     """Starts a fresh ``spawn`` child for each call."""
 
-    def _run(self, call: Call, timeout: float) -> Outcome:
+    def _run(self, call: Call, timeout: float, sent: threading.Event) -> Outcome:
         ctx = mp_context("spawn")
         parent_end, child_end = pipe(ctx, duplex=False)
         proc = ctx.Process(target=_child.spawn_main, args=(child_end, call), daemon=True)
         start(proc)
         child_end.close()
+        if call.detached:
+            outlive(proc)
+        sent.set()
         return collect(proc, parent_end, timeout)
 
 
@@ -145,8 +158,9 @@ class PoolRunner(Runner):
             self.max_children, mp_context=mp_context("spawn"), max_tasks_per_child=1
         )
 
-    def _run(self, call: Call, timeout: float) -> Outcome:
+    def _run(self, call: Call, timeout: float, sent: threading.Event) -> Outcome:
         future = self._pool.submit(_child.perform, call)
+        sent.set()  # a pool's exit waits for its calls
         try:
             return {**future.result(timeout), "exitcode": 0}
         except concurrent.futures.TimeoutError:
@@ -240,7 +254,7 @@ class WarmRunner(Runner):
                 join(proc, 5)
         return self._start_one()  # none waiting: start one now (a cold start)
 
-    def _run(self, call: Call, timeout: float) -> Outcome:
+    def _run(self, call: Call, timeout: float, sent: threading.Event) -> Outcome:
         proc, conn = self._take()
         try:
             conn.send(call)
@@ -248,6 +262,9 @@ class WarmRunner(Runner):
             conn.close()
             proc.join(5)
             return {"status": "died", "exitcode": proc.exitcode}
+        if call.detached:
+            outlive(proc)
+        sent.set()
         try:
             return collect(proc, conn, timeout)
         finally:

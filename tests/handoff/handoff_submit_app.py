@@ -25,6 +25,7 @@ def create_app(root=None, secret=None):
         HANDOFF_STORAGE_ROOT=root or os.environ["HANDOFF_TEST_ROOT"],
         HANDOFF_TIMEOUT=float(os.environ.get("HANDOFF_TEST_TIMEOUT", 60)),
         HANDOFF_QUEUE_TIMEOUT=float(os.environ.get("HANDOFF_TEST_QUEUE_TIMEOUT", 10)),
+        HANDOFF_MODE=os.environ.get("HANDOFF_TEST_MODE", "warm"),
     )
     # Progress and results are kept per session: the session's folder id lives in its cookie.
     handoff.Handoff(app, session_id=folder_id)

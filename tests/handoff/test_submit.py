@@ -2,7 +2,11 @@
 
 import os
 import signal
+import subprocess
+import sys
+import textwrap
 import time
+from pathlib import Path
 
 import pytest
 from handoff_submit_app import create_app
@@ -98,8 +102,33 @@ def test_a_killed_child_and_a_timeout_are_recorded_by_the_web_process(workers, t
     assert files(tmp_path) == []
 
 
+@pytest.mark.parametrize("mode", ["warm", "spawn", "pool"])
+def test_a_submitted_call_outlives_a_web_process_that_exits_cleanly(workers, tmp_path, mode):
+    """As when gunicorn recycles a worker (--max-requests) or reloads: the worker returns from its
+    last request and Python exits, running multiprocessing's exit hook, which stops the daemonic
+    children that process started."""
+    code = f"""
+        import handoff_submit_app
+        app = handoff_submit_app.create_app({str(tmp_path / "root")!r}, {SECRET!r})
+        client = app.test_client()
+        call_id = client.post("/submit/steps", json=[3, 0.5]).get_json()["id"]
+        print(call_id, client.get_cookie("session").value)
+    """
+    here = Path(__file__).parent
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60,
+                          cwd=here, env={**os.environ, "PYTHONPATH": str(here), "HANDOFF_TEST_MODE": mode})
+    assert done.returncode == 0, done.stderr
+    call_id, cookie = done.stdout.split()
+    b = workers[1].test_client()
+    b.set_cookie("session", cookie)
+    response = b.post(f"/result/{call_id}?wait=20")
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.get_json()["value"] == 3
+    assert files(tmp_path) == []
+
+
 def test_a_submitted_call_outlives_its_web_process_and_is_collected_elsewhere(workers, tmp_path):
-    """As when gunicorn recycles a worker (--max-requests) with a submitted call still running."""
+    """As when the OOM killer or a crash takes the web process with a submitted call still running."""
     with killed_submit_app(tmp_path / "root", SECRET, timeout="30") as remote:
         call_id = remote.post("/submit/steps", json=[3, 0.5]).get_json()["id"]
         wait_for(lambda: remote.get("/running").get_json(), what="the call to start")
