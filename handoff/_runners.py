@@ -15,8 +15,10 @@ back to the system. No mode forks the (threaded) web process itself.
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -189,6 +191,14 @@ class WarmRunner(Runner):
         self._changed = threading.Condition()
         self._refiller: threading.Thread | None = None
         self._closed = False
+        # Runs before multiprocessing's own exit hook (registered earlier, so run later). That hook
+        # stops the children it knows of, then joins them without a time limit: a child the refill
+        # thread started in between would wait for its call for ever, and so would the exit.
+        atexit.register(self._close_at_exit, os.getpid())
+
+    def _close_at_exit(self, pid: int) -> None:
+        if os.getpid() == pid:  # not in a process forked from this one (gunicorn --preload)
+            self.close()
 
     def _context(self) -> ForkServerContext | SpawnContext:
         # Asked for before every start: the first call starts the forkserver
@@ -297,13 +307,18 @@ class WarmRunner(Runner):
     def close(self) -> None:
         with self._changed:
             self._closed = True
-            ready, self._ready = self._ready, []
             self._changed.notify_all()
         if self._refiller is not None:
-            self._refiller.join(10)
-        for proc, conn in ready:
-            conn.close()  # the child sees EOF and exits
-            proc.join(5)
+            self._refiller.join(10)  # then it starts no more children: those waiting are all here
+        with self._changed:
+            ready, self._ready = self._ready, []
+        for _, conn in ready:
+            conn.close()  # a waiting child sees EOF and exits
+        for proc, _ in ready:
+            join(proc, 1)
+            if proc.exitcode is None:  # still importing or rehearsing: it has no call to lose
+                proc.kill()
+                join(proc, 5)
 
 
 MODES: dict[str, type[Runner]] = {

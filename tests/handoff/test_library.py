@@ -123,6 +123,34 @@ def test_children_start_with_python_when_the_server_binary_is_not_python(tmp_pat
     assert result.stdout.split() == ["from", "a", "child", "True"], result.stderr
 
 
+def test_a_clean_exit_stops_the_refill_and_the_waiting_children_before_multiprocessing_joins_them(tmp_path):
+    """At exit, multiprocessing stops the children it knows of, then joins them all with no time limit:
+    one the refill thread started in between would hang the exit (a recycled gunicorn worker that never
+    ends). What that hook is left to do is seen by a hook registered between it and handoff's."""
+    result = _python(f"""
+        import atexit, multiprocessing, threading, time
+        import multiprocessing.util  # registers multiprocessing's exit hook: the last to run
+
+        def left_for_multiprocessing():
+            refill = [t.name for t in threading.enumerate() if t.name == "handoff-refill"]
+            print("LEFT", len(multiprocessing.active_children()), "children,", len(refill), "refill threads")
+
+        atexit.register(left_for_multiprocessing)
+        from flask import Flask
+        import handoff, handoff_fns
+        app = Flask("embedded", instance_path={str(tmp_path)!r})
+        handoff.Handoff(app, max_children=2)
+        with app.app_context():
+            print(handoff.run(handoff_fns.echo, "called"))  # and its child is replaced at once
+            deadline = time.monotonic() + 30
+            while handoff.status()["waiting"] < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            print("waiting", handoff.status()["waiting"])
+    """, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["called", "waiting 2", "LEFT 0 children, 0 refill threads"], result.stdout
+
+
 def test_no_python_to_be_found_is_child_failed_and_the_refill_backs_off(tmp_path):
     result = _python(f"""
         import logging, sys, time
