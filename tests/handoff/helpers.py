@@ -11,12 +11,20 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+
+def python_code(code: str, cwd: Path | str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` (dedented) in a Python process of its own that imports from this folder; ``env`` adds variables."""
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parent), **env})
 
 
 def free_port() -> int:

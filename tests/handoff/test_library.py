@@ -7,11 +7,10 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import handoff_fns as fns
 import pytest
-from helpers import is_alive, killed_submit_app, read_pid, wait_for
+from helpers import is_alive, killed_submit_app, python_code, read_pid, wait_for
 from test_handoff import make_app
 
 import handoff
@@ -103,14 +102,9 @@ def test_the_package_imports_where_there_is_no_resource_or_fcntl_module():
     assert result.stdout.strip() == "ok", result.stderr
 
 
-def _python(code, cwd, timeout=60):
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd, env={**os.environ, "PYTHONPATH": str(Path(__file__).parent)})
-
-
-def test_children_start_with_python_when_the_server_binary_is_not_python(tmp_path):
+def test_children_start_with_python_when_the_server_binary_is_notpython_code(tmp_path):
     """As under uWSGI: sys.executable names the server's binary. Children still start, with this Python."""
-    result = _python(f"""
+    result = python_code(f"""
         import os, sys
         sys.executable = "/usr/local/bin/uwsgi"
         from flask import Flask
@@ -127,7 +121,7 @@ def test_a_clean_exit_stops_the_refill_and_the_waiting_children_before_multiproc
     """At exit, multiprocessing stops the children it knows of, then joins them all with no time limit:
     one the refill thread started in between would hang the exit (a recycled gunicorn worker that never
     ends). What that hook is left to do is seen by a hook registered between it and handoff's."""
-    result = _python(f"""
+    result = python_code(f"""
         import atexit, multiprocessing, threading, time
         import multiprocessing.util  # registers multiprocessing's exit hook: the last to run
 
@@ -152,7 +146,7 @@ def test_a_clean_exit_stops_the_refill_and_the_waiting_children_before_multiproc
 
 
 def test_no_python_to_be_found_is_child_failed_and_the_refill_backs_off(tmp_path):
-    result = _python(f"""
+    result = python_code(f"""
         import logging, sys, time
         logging.basicConfig(level=logging.WARNING, stream=sys.stdout, format="LOG %(message)s")
         sys.executable = sys.prefix = sys.exec_prefix = sys.base_prefix = sys.base_exec_prefix = {str(tmp_path)!r}
@@ -210,7 +204,7 @@ def indented_block(text):
 def test_the_docstring_app_runs_as_written(tmp_path):
     """The package's own ten lines (its docstring), run as written."""
     (tmp_path / "quick.py").write_text(indented_block(handoff.__doc__))
-    result = _python(f"""
+    result = python_code(f"""
         import sys; sys.path.insert(0, {str(tmp_path)!r})
         import quick
         quick.app.instance_path = {str(tmp_path / "instance")!r}

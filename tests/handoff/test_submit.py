@@ -2,15 +2,12 @@
 
 import os
 import signal
-import subprocess
-import sys
-import textwrap
 import time
 from pathlib import Path
 
 import pytest
 from handoff_submit_app import create_app
-from helpers import is_alive, killed_submit_app, read_pid, wait_for
+from helpers import is_alive, killed_submit_app, python_code, read_pid, wait_for
 
 import handoff
 
@@ -114,9 +111,7 @@ def test_a_submitted_call_outlives_a_web_process_that_exits_cleanly(workers, tmp
         call_id = client.post("/submit/steps", json=[3, 0.5]).get_json()["id"]
         print(call_id, client.get_cookie("session").value)
     """
-    here = Path(__file__).parent
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60,
-                          cwd=here, env={**os.environ, "PYTHONPATH": str(here), "HANDOFF_TEST_MODE": mode})
+    done = python_code(code, Path(__file__).parent, HANDOFF_TEST_MODE=mode)
     assert done.returncode == 0, done.stderr
     call_id, cookie = done.stdout.split()
     b = workers[1].test_client()
