@@ -328,6 +328,7 @@ def record_job(ws: Workspace, job: dict[str, Any]) -> None:
     write_job_record(ws, job)
     with ws.lock():
         _append(ws, {"add": job})
+    ws.release_job_dir(job["id"])  # listed now: no cleanup asks who holds it
 
 
 #: The error numbers of a file system (or a quota) with no room left.

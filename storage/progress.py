@@ -45,18 +45,22 @@ def reclaim_abandoned(ws: Workspace, manifest: Manifest, grace_seconds: float, r
                       abandoned: Iterable[Note]) -> int:
     """Delete job directories no finished job lists and no running job owns; return how many went.
 
-    A directory whose job's note was abandoned (its owner died) goes now; one
-    with no note at all (a request that died while storing its upload) is
-    spared for ``grace_seconds`` after its last change. Read the notes before
-    the manifest: a job that finishes in between is then in the manifest.
+    A directory stays while its job's note is live or the process holding it
+    (``create_job_dir(hold_for=...)``) lives. It goes now if its note was
+    abandoned or its holder has died, whether that was while the upload was
+    stored, the call ran, or its failure was being cleaned up; one with neither
+    note nor holder is spared for ``grace_seconds`` after its last change.
+    Read the notes before the manifest: a job that finishes in between is
+    then in the manifest.
     """
     live = {n.get("job") for n in running}
     ended = {n.get("job") for n in abandoned}
     reclaimed = 0
     for entry in _unlisted(ws, manifest):
-        if entry.name in live:
+        held = ws.job_owner_alive(entry.name)
+        if entry.name in live or held:
             continue
-        if entry.name not in ended and entry.stat().st_mtime > time.time() - grace_seconds:
+        if entry.name not in ended and held is None and entry.stat().st_mtime > time.time() - grace_seconds:
             continue
         ws.remove_job_dir(entry.name)
         reclaimed += 1

@@ -14,8 +14,11 @@ from filelock import BaseFileLock
 # guards every id that comes back in a URL before it gets near the filesystem.
 # (filelock's strict variant is not offered as a lock type: a holder killed
 # while holding it wedges the workspace until someone deletes the file by hand.)
-from handoff.files import LOCK_TYPES, is_valid_id, new_lock
+from handoff.files import LOCK_TYPES, is_live, is_valid_id, lease, new_lock, read_json, write_json
 from handoff.files import new_id as new_id  # part of storage's API
+
+#: The file in a job directory naming the process that made it (a lease: host, pid, deadline).
+OWNER_FILE = "owner.json"
 
 
 class WorkspaceError(Exception):
@@ -72,11 +75,28 @@ class Workspace:
             raise NotFound(job_id)
         return self.path / job_id
 
-    def create_job_dir(self, job_id: str) -> Path:
-        """Create and return the directory of a new job."""
+    def create_job_dir(self, job_id: str, hold_for: float | None = None) -> Path:
+        """Create and return the directory of a new job.
+
+        ``hold_for`` names this process as the directory's owner for that many
+        seconds: until the job is recorded, the cleanup spares the directory
+        while its owner lives and takes it as soon as the owner has died, at
+        whatever point of the job (see :func:`storage.reclaim_abandoned`).
+        """
         path = self.job_dir(job_id)
         path.mkdir(parents=True)
+        if hold_for is not None:
+            write_json(path / OWNER_FILE, lease(hold_for))
         return path
+
+    def release_job_dir(self, job_id: str) -> None:
+        """Drop the hold on a job's directory (``create_job_dir(hold_for=...)``), if any."""
+        (self.job_dir(job_id) / OWNER_FILE).unlink(missing_ok=True)
+
+    def job_owner_alive(self, job_id: str) -> bool | None:
+        """Whether the process holding a job's directory can still be at work on it; None if none holds it."""
+        owner = read_json(self.job_dir(job_id) / OWNER_FILE)
+        return is_live(owner) if isinstance(owner, dict) else None
 
     def remove_job_dir(self, job_id: str) -> None:
         """Delete one job's directory and everything in it."""

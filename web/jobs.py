@@ -108,6 +108,10 @@ def requested_encoding() -> dict[str, Any]:
     return dataclasses.asdict(encoding)
 
 
+#: How long a request may hold a new job's directory: longer than an upload, its wait and its call take.
+JOB_HOLD_SECONDS = 3600.0
+
+
 def accept_upload(
     ws: storage.Workspace, job_id: str, upload: FileStorage, ops: list[str], encoding: dict[str, Any],
 ) -> dict[str, Any]:
@@ -115,7 +119,7 @@ def accept_upload(
 
     Returns the source description; on any refusal the directory is gone again.
     """
-    job_dir = ws.create_job_dir(job_id)
+    job_dir = ws.create_job_dir(job_id, hold_for=JOB_HOLD_SECONDS)
     try:
         path = job_dir / "upload"
         keep_upload(upload, path)
