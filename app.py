@@ -56,6 +56,7 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
         DARKROOM_CLIENT_LIMITS=True,
         DARKROOM_CLIENT_JOB_RATE="60 per minute; 600 per hour",
         DARKROOM_CLIENT_SESSION_RATE="10 per minute; 100 per hour",
+        DARKROOM_CLIENT_ZIP_RATE="20 per minute; 200 per hour",
         DARKROOM_CLIENT_BYTES_PER_HOUR=1024**3,
         DARKROOM_SESSION_QUOTA_MB=1024,
         DARKROOM_MIN_FREE_MB=512,
@@ -101,6 +102,7 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
         HANDOFF_REHEARSAL="imaging.job:rehearse",
     )
     handoff.init_app(app)
+    sessions.init_app(app)
     logs.init_app(app)  # first: every later hook's log lines and errors carry the request id
     uploads.init_app(app)
     security.init_app(app)

@@ -320,8 +320,19 @@
     }
   }
 
+  // A look at the page starts no session; before the first upload, ask for one, so that
+  // the progress polls sent while that upload runs belong to the same session.
+  async function startSession() {
+    if (form.dataset.session !== "none") return;
+    try {
+      await fetch("/api/session?limit=1", { headers: { Accept: "application/json" } });
+    } catch (err) { /* the upload starts one; only its progress is not shown */ }
+    form.dataset.session = "yes";
+  }
+
   async function runBatch() {
     busy = true;
+    await startSession();
     queue.setAttribute("aria-busy", "true");
     submit.textContent = "Add to this batch";
     let newest = null;

@@ -13,7 +13,7 @@ from conftest import image_bytes, upload
 def test_eight_simultaneous_jobs_and_readers_lose_nothing(make_app, database_url):
     app = make_app(HANDOFF_QUEUE_TIMEOUT=60, SQLALCHEMY_DATABASE_URI=database_url)
     first = app.test_client()
-    first.get("/")  # the session and its workspace exist before the tabs open
+    first.get("/api/session")  # the session and its workspace exist before the tabs open
     cookie = first.get_cookie("session").value
 
     def tab():

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from conftest import expect_visible, image_bytes, postgres_database, require
+from conftest import CHROMIUM, FLAGS, expect_visible, image_bytes, postgres_database, require
 from test_health import ready
 
 from bench.load import Client, RedisServer, Server, free_port, stop_process, wait_for_port
@@ -124,8 +124,8 @@ def cluster(tmp_path_factory):
             "FLASK_SECRET_KEY": uuid.uuid4().hex,
             "FLASK_DARKROOM_STORAGE_ROOT": str(tmp / "shared-storage"),
             "FLASK_DARKROOM_LOCK_TYPE": "soft",
+            # No PREFERRED_URL_SCHEME: what nginx says (X-Forwarded-Proto) makes the cookie __Host- and Secure.
             "FLASK_DARKROOM_PROXY_HOPS": "1",
-            "FLASK_PREFERRED_URL_SCHEME": "https",
             "FLASK_DARKROOM_CLIENT_LIMITS": "true",
             "FLASK_DARKROOM_CLIENT_JOB_RATE": f"{JOB_RATE} per minute",
             "FLASK_RATELIMIT_STORAGE_URI": redis.url,
@@ -149,7 +149,8 @@ def test_browser_uploads_with_and_without_javascript(cluster, browser, tmp_path)
     page.click("#submit")
     expect_visible(page.locator("article.job h3", has_text="harbour.jpg"))
     assert page.locator(".flash-error").count() == 0
-    [cookie] = [c for c in context.cookies() if c["name"] == "session"]
+    [cookie] = [c for c in context.cookies() if c["name"].endswith("session")]
+    assert cookie["name"] == "__Host-session" and cookie["path"] == "/"
     assert cookie["secure"] and cookie["httpOnly"] and cookie["sameSite"] == "Lax"
     context.close()
 
@@ -170,7 +171,7 @@ def test_sixteen_concurrent_jobs_of_one_session_spread_over_both_nodes(cluster):
     first = cluster.client()
     status, body = first.upload(image_bytes((320, 240)), ["invert"])
     assert status == 201, body
-    assert "Secure" in first.headers["Set-Cookie"]
+    assert first.cookie.startswith("__Host-session=") and "Secure" in first.headers["Set-Cookie"]
     created = {json.loads(body)["id"]}
     barrier = threading.Barrier(16)
     answers = []
@@ -191,6 +192,49 @@ def test_sixteen_concurrent_jobs_of_one_session_spread_over_both_nodes(cluster):
     listed = {job["id"] for job in json.loads(first.get("/api/session")[1])["jobs"]}
     assert listed == created
     assert cluster.nodes_that_ran(created) == 2
+
+
+def test_a_session_id_planted_by_a_sibling_host_or_over_plain_http_is_not_adopted(cluster, browser, tmp_path):
+    """A victim's browser given an attacker's session id keeps its uploads out of the attacker's session.
+
+    Chromium resolves ``*.darkroom.test`` to this machine: ``app.`` is the
+    site behind nginx, ``www.`` a sibling subdomain over https, and ``app.``
+    on a node's own port the site's name over plain HTTP. Both try to plant
+    the attacker's id; the browser refuses a ``__Host-`` cookie from either,
+    and the app ignores the plain ``session`` cookie it lets through.
+    """
+    attacker = cluster.client()
+    assert attacker.upload(image_bytes((200, 150)), ["invert"])[0] == 201
+    name, sid = attacker.cookie.split("=", 1)
+    assert name == "__Host-session"
+    resolving = browser.browser_type.launch(
+        executable_path=CHROMIUM, args=[*FLAGS, "--host-resolver-rules=MAP *.darkroom.test 127.0.0.1"])
+    try:
+        context = resolving.new_context(ignore_https_errors=True)
+        page = context.new_page()
+        plants = [f"session={sid}; Domain=darkroom.test; Path=/", f"__Host-session={sid}; Path=/; Secure",
+                  f"__Host-session={sid}; Domain=darkroom.test; Path=/; Secure"]
+        for url in (f"https://www.darkroom.test:{cluster.port}/healthz",
+                    f"http://app.darkroom.test:{cluster.nodes[0].port}/healthz"):
+            page.goto(url)
+            page.evaluate("plants => plants.forEach(cookie => { document.cookie = cookie; })", plants)
+        planted = {(c["name"], c["domain"]) for c in context.cookies() if c["value"] == sid}
+        # The sibling keeps its own __Host- cookie; only the plain one reaches app.darkroom.test.
+        assert planted == {("session", ".darkroom.test"), ("__Host-session", "www.darkroom.test")}
+
+        photo = tmp_path / "private.jpg"
+        photo.write_bytes(image_bytes((640, 480)))
+        site = f"https://app.darkroom.test:{cluster.port}"
+        page.goto(site + "/")
+        page.set_input_files("#image", photo)
+        page.click("#submit")
+        expect_visible(page.locator("article.job h3", has_text="private.jpg"))
+        [own] = [c for c in context.cookies(site) if c["name"] == "__Host-session"]
+        assert own["value"] != sid
+    finally:
+        resolving.close()
+    status, body = attacker.get("/api/session")
+    assert status == 200 and [j["source"]["name"] for j in json.loads(body)["jobs"]] == ["photo.jpg"]
 
 
 def test_cross_site_post_through_the_proxy_is_refused(cluster, browser):

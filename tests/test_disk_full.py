@@ -42,7 +42,7 @@ def app_on_small_disk(make_app, small_disk):
 def test_an_upload_to_a_full_disk_is_507_and_deleting_still_works(app_on_small_disk, small_disk):
     app = app_on_small_disk
     client = app.test_client()
-    client.get("/")
+    client.get("/api/session")
     jobs = [upload(client, image_bytes((320, 240)), ops=["invert"]).get_json()["id"] for _ in range(2)]
     filler = fill(small_disk)
     response = upload(client, image_bytes((320, 240)), ops=["invert"])
@@ -63,7 +63,7 @@ def test_an_upload_to_a_full_disk_is_507_and_deleting_still_works(app_on_small_d
 def test_a_child_that_fills_the_disk_is_507_and_leaves_nothing(app_on_small_disk, small_disk):
     app = app_on_small_disk
     client = app.test_client()
-    client.get("/")
+    client.get("/api/session")
     good = upload(client, image_bytes((320, 240)), ops=["invert"]).get_json()["id"]
     data = image_bytes((800, 600))
     fill(small_disk, leave=len(data) + 64 * 1024)  # room for the upload, not for eight outputs

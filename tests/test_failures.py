@@ -128,7 +128,7 @@ def test_missing_file_field(app, client):
 
 
 def test_missing_file_from_the_form_flashes(client):
-    client.get("/")  # the page a browser posts the form from
+    client.get("/api/session")  # a session, as the page starts one before it posts
     response = client.post("/jobs", data={"ops": "blur"})
     assert response.status_code == 303
     assert "Choose an image file to upload." in client.get("/").get_data(as_text=True)
@@ -219,7 +219,7 @@ def test_child_past_its_time_limit_is_killed_with_504(make_app):
 
 def test_fault_from_the_form_is_flashed(make_app):
     client = make_app().test_client()
-    client.get("/")
+    client.get("/api/session")
     response = upload(client, ops=["explode"], json=False)
     assert response.status_code == 303
     assert "This is a bug in Darkroom" in client.get("/").get_data(as_text=True)
@@ -247,7 +247,7 @@ def test_too_many_jobs_wait_then_get_503_with_retry_after(make_app):
 def test_progress_reports_the_running_op(make_app):
     app = make_app()
     client = app.test_client()
-    client.get("/")
+    client.get("/api/session")
     seen = []
     worker = threading.Thread(target=upload, args=(client,), kwargs={"ops": ["grayscale", "slow", "invert"]})
     worker.start()

@@ -3,7 +3,7 @@
 import io
 import re
 import zipfile
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import pytest
 from conftest import decode, error_json, image_bytes, upload, workspace_of
@@ -121,14 +121,14 @@ def test_unticking_every_operation_is_refused_not_defaulted(app, client):
 
 
 def test_unticking_every_operation_in_the_plain_form_says_so(client):
-    client.get("/")
+    client.get("/api/session")
     response = upload(client, fields={"ops": [""]}, json=False)
     assert response.status_code == 303
     assert "Choose at least one operation." in client.get("/").get_data(as_text=True)
 
 
 def test_several_files_in_one_plain_form_make_one_job_each(client):
-    client.get("/")
+    client.get("/api/session")
     form = {"ops": ["", "grayscale"], "image": [
         (io.BytesIO(image_bytes((300, 200))), "one.jpg"),
         (io.BytesIO(b"not a picture"), "notes.jpg"),
@@ -143,7 +143,7 @@ def test_several_files_in_one_plain_form_make_one_job_each(client):
 
 
 def test_several_files_with_no_operation_get_one_refusal(client):
-    client.get("/")
+    client.get("/api/session")
     form = {"ops": [""], "image": [(io.BytesIO(image_bytes()), "a.jpg"), (io.BytesIO(image_bytes()), "b.jpg")]}
     assert client.post("/jobs", data=form, content_type="multipart/form-data").status_code == 303
     assert client.get("/").get_data(as_text=True).count("Choose at least one operation.") == 1
@@ -171,7 +171,7 @@ def test_running_jobs_are_listed_with_their_name_and_percent(make_app, tmp_path)
 
     app = make_app()
     client = app.test_client()
-    client.get("/")
+    client.get("/api/session")
     worker = threading.Thread(target=upload, args=(client, image_bytes((300, 200)), ["nap"]),
                               kwargs={"name": "sleepy.jpg"})
     worker.start()
@@ -256,6 +256,64 @@ def test_the_gallery_downloads_as_one_zip_with_a_folder_per_job(app, client):
     assert archive.namelist() == ["a/a.jpg", "a/a-invert.jpg", "b/b.jpg", "b/b-invert.jpg",
                                   "a (2)/a.jpg", "a (2)/a-invert.jpg"]
     assert app.test_client().get("/download.zip").status_code == 404  # a stranger has nothing to download
+
+
+#: What Windows calls its devices: a file or folder of that name, whatever its extension, cannot be made.
+WINDOWS_DEVICES = {"CON", "PRN", "AUX", "NUL", *(f"{d}{n}" for d in ("COM", "LPT") for n in "0123456789¹²³")}
+
+
+def assert_windows_extracts(paths):
+    """Every path is one Windows' Explorer extracts as it is (the rules of Microsoft's "Naming Files" page)."""
+    for path in paths:
+        assert len(path) < 255, path
+        for part in path.split("/"):
+            assert part and len(part.encode()) < 255, part
+            assert part[-1] not in ". ", part
+            assert part.split(".")[0].rstrip(" ").upper() not in WINDOWS_DEVICES, part
+            assert not any(c in '<>:"\\|?*' or ord(c) < 32 for c in part), part
+    assert len({p.casefold() for p in paths}) == len(paths)  # no two the same to a case-blind file system
+
+
+def disposition_name(response):
+    """The name a browser saves a download as: the UTF-8 ``filename*`` if there is one, else ``filename``."""
+    disposition = response.headers["Content-Disposition"]
+    if "filename*=UTF-8''" in disposition:
+        return unquote(disposition.split("filename*=UTF-8''", 1)[1].split(";")[0])
+    return disposition.split("filename=", 1)[1].split(";")[0].strip('"')
+
+
+def test_a_galleries_zip_extracts_under_windows_rules(client):
+    long_cjk = "東京の夏休みの写真" * 22 + "終.jpg"  # 199 characters, 595 bytes of UTF-8
+    names = [long_cjk, "CON.jpg", "com1.backup.png", "aux .jpg", "trailing dot..jpg", "Holiday.jpg", "holiday.jpg",
+             ". . ..jpg"]
+    jobs = [upload(client, ops=["invert", "thumbnail:64"], name=name).get_json() for name in names]
+    entries = read_zip(client.get("/download.zip")).namelist()
+    assert len(entries) == 3 * len(names)
+    assert_windows_extracts(entries)
+    folders = list(dict.fromkeys(entry.split("/")[0] for entry in entries))
+    assert folders[1:] == ["_CON", "_com1.backup", "_aux", "trailing dot", "Holiday", "holiday (2)", "image"]
+    assert folders[0].startswith("東京の夏休みの写真") and len(folders[0].encode()) < 255
+    # A job's own ZIP and each single file are named by the same rules.
+    for job in jobs:
+        saved = [disposition_name(client.get(job["zip_url"]))]
+        saved += [disposition_name(client.get(e["url"] + "?download=1")) for e in (job["source"], *job["outputs"])]
+        assert_windows_extracts(saved)
+    assert disposition_name(client.get(jobs[1]["source"]["url"] + "?download=1")) == "_CON.jpg"
+
+
+def test_names_lose_the_characters_that_reorder_or_hide_text(client):
+    # U+202E shows "invoice\u202egpj.exe" as "invoiceexe.jpg"; the others hide or turn text likewise.
+    hidden = "\u202e\u202a\u2066\u2069\u200e\u200f\u061c\ufeff\u00ad\u2028"
+    job = upload(client, ops=["invert"], name="invoice\u202egpj.exe").get_json()
+    other = upload(client, ops=["invert"], name=f"a{hidden}b.jpg").get_json()
+    family = upload(client, ops=["invert"], name="\U0001f468\u200d\U0001f469\u200d\U0001f467.jpg").get_json()
+    assert job["source"]["name"] == "invoicegpj.exe" and other["source"]["name"] == "ab.jpg"
+    assert family["source"]["name"] == "\U0001f468\u200d\U0001f469\u200d\U0001f467.jpg"  # the joiners stay
+    sent = [client.get("/").get_data(as_text=True), client.get("/api/session").get_data(as_text=True)]
+    sent += [disposition_name(client.get(url)) for url in (job["source"]["url"] + "?download=1", job["zip_url"])]
+    sent += read_zip(client.get("/download.zip")).namelist()
+    assert not [text for text in sent if any(c in text for c in hidden)]
+    assert disposition_name(client.get(job["source"]["url"] + "?download=1")) == "invoicegpj.jpg"
 
 
 def test_a_zip_holds_only_the_sessions_own_job(app, client):

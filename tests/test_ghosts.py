@@ -49,7 +49,7 @@ def _job_dirs(tmp_path):
 def _one_done_one_stalled(server):
     """A session with one finished job and one stuck in the 'stall' op; return its client."""
     client = Client(server.port)
-    client.get("/")
+    client.get("/api/session")
     assert client.upload(image_bytes((300, 200)), ["invert"])[0] == 201
     stuck = threading.Thread(target=lambda: _ignore_errors(Client(server.port), client.cookie), daemon=True)
     stuck.start()
@@ -127,7 +127,7 @@ with app.test_request_context():
 
 
 def test_cleanup_and_clear_all_reclaim_a_job_whose_owner_died(app, client, runner):
-    client.get("/")
+    client.get("/api/session")
     ws = storage.Workspace(app.config["DARKROOM_STORAGE_ROOT"], _workspace_id(client))
     for _ in range(2):
         job_id = storage.new_id()

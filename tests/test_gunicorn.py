@@ -40,7 +40,7 @@ def test_end_to_end_through_gunicorn(gunicorn):
 
 def test_eight_concurrent_jobs_of_one_session_across_workers(gunicorn):
     first = Client(gunicorn.port)
-    first.get("/")
+    first.get("/api/session")
     barrier = threading.Barrier(8)
     statuses = []
 

@@ -179,7 +179,7 @@ def test_a_retried_upload_returns_the_job_it_already_made(client):
 
 
 def test_a_retry_while_the_job_runs_is_409(client):
-    client.get("/")
+    client.get("/api/session")
     worker = threading.Thread(target=upload, args=(client,), kwargs={"ops": ["slow"], "Idempotency-Key": "k"})
     worker.start()
     deadline = time.monotonic() + 10

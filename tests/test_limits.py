@@ -1,5 +1,6 @@
 """Limits per client address and per session; the free-disk reserve; what refusals leave behind."""
 
+import io
 import os
 import time
 from datetime import UTC, datetime, timedelta
@@ -47,6 +48,40 @@ def test_job_rate_per_client_address(make_app):
     # Another address has its own.
     other = client_at(app, "192.0.2.7")
     assert upload(other).status_code == 201
+
+
+def test_each_file_of_a_form_counts_against_the_job_rate(make_app):
+    app = make_app(DARKROOM_CLIENT_JOB_RATE="5 per minute")
+    client = app.test_client()
+    files = [(io.BytesIO(image_bytes((120, 80))), f"photo{i:02}.jpg") for i in range(30)]
+    response = client.post("/jobs", data={"ops": ["grayscale"], "image": files}, content_type="multipart/form-data")
+    assert response.status_code == 303
+    assert 1 <= int(response.headers["Retry-After"]) <= 60
+    # The five the rate admits are kept, in order; the other 25 are named and not stored.
+    names = [j["source"]["name"] for j in client.get("/api/session").get_json()["jobs"]]
+    assert names == [f"photo{i:02}.jpg" for i in range(5)]
+    assert len({path.split(os.sep)[1] for path in stored_files(app) if path.count(os.sep) >= 2}) == 5
+    page = client.get("/").get_data(as_text=True)
+    assert ("Not processed: photo05.jpg, photo06.jpg, photo07.jpg and 22 more. Too many photos from your "
+            "address (the limit is 5 per minute). Please try again in ") in page
+    assert upload(client).status_code == 429  # the rate is spent: the next request is refused whole
+
+
+def test_zip_downloads_have_a_rate_of_their_own(make_app):
+    app = make_app(DARKROOM_CLIENT_ZIP_RATE="2 per minute", DARKROOM_CLIENT_JOB_RATE="2 per minute")
+    client = app.test_client()
+    job = upload(client).get_json()
+    assert client.get("/download.zip").status_code == 200
+    assert client.get(f"/jobs/{job['id']}/download.zip").status_code == 200
+    refused = client.get("/download.zip", headers={"Accept": "application/json"})
+    assert refused.status_code == 429
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert error_json(refused)["error"].startswith(
+        "Too many downloads of ZIP archives from your address (the limit is 2 per minute). Please try again in ")
+    # Single files and uploads have limits of their own.
+    assert client.get(job["outputs"][0]["url"]).status_code == 200
+    assert upload(client).status_code == 201
+    assert client_at(app, "192.0.2.7").get("/download.zip").status_code == 404  # another address: not limited
 
 
 def test_forged_forwarded_for_does_not_reset_the_rate(make_app):
@@ -149,7 +184,7 @@ def test_refusals_from_clients_without_a_session_write_no_row(make_app):
 def test_form_refusal_of_a_known_session_is_flashed(make_app):
     app = make_app(DARKROOM_CLIENT_JOB_RATE="1 per minute")
     client = app.test_client()
-    client.get("/")
+    client.get("/api/session")
     assert upload(client, json=False).status_code == 303
     assert upload(client, json=False).status_code == 303
     assert "Too many photos from your address" in client.get("/").get_data(as_text=True)
@@ -171,6 +206,8 @@ def test_clearing_gives_the_session_a_new_id(app, client):
     response = client.post("/session/clear", headers={"Accept": "application/json"})
     new = client.get_cookie("session").value
     assert response.status_code == 200 and new != old
+    # The new cookie outlives the browser, as the old one did: the images are kept for days.
+    assert "Expires=" in response.headers["Set-Cookie"]
     # The old id no longer names a session: whoever planted it sees nothing of what follows.
     upload(client)
     planted = app.test_client()
@@ -202,12 +239,31 @@ def test_viewing_the_gallery_extends_the_session(app, client):
     assert "Set-Cookie" not in client.get("/").headers
 
 
-def test_cookie_less_visits_past_the_session_rate_are_served_without_a_row(make_app):
-    app = make_app(DARKROOM_CLIENT_SESSION_RATE="3 per minute")
-    flood = [app.test_client() for _ in range(10)]
-    assert [c.get(path).status_code for c, path in zip(flood, ["/", "/api/session"] * 5, strict=True)] == [200] * 10
-    assert session_rows(app) == 3
-    assert [c.get_cookie("session") is not None for c in flood] == [True] * 3 + [False] * 7
-    # Another address starts its own; a client served without one still uploads (and so starts one).
-    assert client_at(app, "10.0.0.9").get("/").status_code == 200 and session_rows(app) == 4
-    assert upload(flood[-1]).status_code == 201 and session_rows(app) == 5
+def test_two_thousand_cookie_less_looks_at_the_page_write_no_session_row(make_app):
+    app = make_app(DARKROOM_CLIENT_LIMITS=False)  # no rate to hide behind: a look writes nothing
+    looks = [app.test_client().get("/") for _ in range(2000)]
+    assert {r.status_code for r in looks} == {200}
+    assert [r for r in looks if "Set-Cookie" in r.headers] == []
+    assert session_rows(app) == 0
+
+
+def test_sessions_asked_for_are_limited_per_address_and_expire_within_the_hour(make_app):
+    app = make_app(DARKROOM_CLIENT_SESSION_RATE="10 per minute")
+    flood = [app.test_client().get("/api/session") for _ in range(2000)]
+    assert {r.status_code for r in flood} == {200}
+    assert sum("Set-Cookie" in r.headers for r in flood) == 10
+    assert session_rows(app) == 10
+    with app.app_context():
+        expiries = [row.expiry for row in app.session_interface.sql_session_model.query]
+    in_an_hour = datetime.now(UTC).replace(tzinfo=None) + timedelta(hours=1, minutes=1)
+    assert max(expiries) <= in_an_hour
+    # A session that comes to hold a job lives its full lifetime; a client past the rate
+    # still starts one with its first stored upload.
+    client = client_at(app, "10.0.0.9")
+    client.get("/api/session")
+    assert expiry(app, client)[0].expiry <= in_an_hour
+    assert upload(client).status_code == 201
+    assert expiry(app, client)[0].expiry > in_an_hour + timedelta(days=6)
+    late = app.test_client()
+    assert late.get("/api/session").status_code == 200 and late.get_cookie("session") is None
+    assert upload(late).status_code == 201 and session_rows(app) == 12

@@ -83,11 +83,59 @@ def test_negative_hops_are_refused(make_app):
         make_app(DARKROOM_PROXY_HOPS=-1)
 
 
-def test_https_scheme_makes_the_session_cookie_secure(make_app):
+def attributes(set_cookie):
+    """A Set-Cookie header's attributes, lower-cased, without the name=value."""
+    return [part.strip().lower() for part in set_cookie.split(";")[1:]]
+
+
+def assert_host_only(set_cookie):
+    assert set_cookie.startswith("__Host-session=")
+    parts = attributes(set_cookie)
+    assert {"secure", "httponly", "path=/", "samesite=lax"} <= set(parts)
+    assert not [p for p in parts if p.startswith("domain=")]
+    assert [p for p in parts if p.startswith("expires=")]  # the images are kept for days, not until the browser closes
+
+
+def test_https_scheme_makes_the_session_cookie_host_only(make_app):
     client = make_app(PREFERRED_URL_SCHEME="https").test_client()
-    set_cookie = client.get("/").headers["Set-Cookie"]
-    assert "Secure" in set_cookie and "HttpOnly" in set_cookie and "SameSite=Lax" in set_cookie
+    assert_host_only(client.get("/api/session").headers["Set-Cookie"])
+
+
+def test_behind_a_trusted_tls_proxy_the_session_cookie_is_host_only_with_no_setting(make_app):
+    app = make_app(DARKROOM_PROXY_HOPS=1)
+    client = app.test_client()
+    response = upload(client, **FORWARDED)
+    assert response.status_code == 201
+    assert_host_only(response.headers["Set-Cookie"])
+    # The prefixed cookie names the session from then on; the same app over plain HTTP uses the plain name.
+    assert len(client.get("/api/session", headers=FORWARDED).get_json()["jobs"]) == 1
+    plain = app.test_client().get("/api/session").headers["Set-Cookie"]
+    assert plain.startswith("session=") and "secure" not in attributes(plain)
+
+
+def test_over_https_a_planted_cookie_without_the_prefix_is_ignored(make_app):
+    app = make_app(DARKROOM_PROXY_HOPS=1)
+    attacker = app.test_client()
+    assert upload(attacker, **FORWARDED).status_code == 201
+    planted = attacker.get_cookie("__Host-session").value
+    victim = app.test_client()
+    victim.set_cookie("session", planted)  # as a sibling subdomain or a plain-HTTP page could
+    response = upload(victim, name="private.jpg", **FORWARDED)
+    assert response.status_code == 201
+    assert victim.get_cookie("__Host-session").value != planted
+    seen = [j["source"]["name"] for j in attacker.get("/api/session", headers=FORWARDED).get_json()["jobs"]]
+    assert seen == ["photo.jpg"]
+
+
+def test_plain_http_says_at_start_that_sessions_can_be_planted(make_app, caplog):
+    make_app()
+    assert "Serving over plain HTTP: session cookies can be planted" in caplog.text
+    caplog.clear()
+    make_app(DARKROOM_PROXY_HOPS=1)
+    make_app(PREFERRED_URL_SCHEME="https")
+    assert "planted" not in caplog.text
 
 
 def test_the_session_cookie_is_not_secure_on_plain_http(client):
-    assert "Secure" not in client.get("/").headers["Set-Cookie"]
+    set_cookie = client.get("/api/session").headers["Set-Cookie"]
+    assert set_cookie.startswith("session=") and "secure" not in attributes(set_cookie)

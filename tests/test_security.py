@@ -54,7 +54,7 @@ def test_reads_are_not_blocked_by_origin(client):
 def two_sessions(app):
     owner, stranger = app.test_client(), app.test_client()
     job = upload(owner).get_json()
-    stranger.get("/")  # a session (and workspace) of its own
+    stranger.get("/api/session")  # a session (and workspace) of its own
     return owner, stranger, job
 
 
@@ -106,7 +106,7 @@ def test_symlinks_are_not_followed_out_of_the_workspace(app, client, tmp_path):
 
 
 def test_session_cookie_is_httponly_and_samesite_lax(client):
-    client.get("/")
+    client.get("/api/session")
     cookie = client.get_cookie("session")
     assert cookie.http_only
     assert cookie.same_site == "Lax"

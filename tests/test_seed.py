@@ -71,7 +71,7 @@ def test_value_goes_through_the_child_slots_and_the_log(make_app, caplog):
     with caplog.at_level(logging.INFO, logger="handoff"):
         assert "Value after function call: inside" in page_text(client.get("/value"))
     assert re.search(r"fn=web\.seed_child\.return_value status=ok .* child_pid=\d+", caplog.text)
-    client.get("/")  # the session names its workspace, so /api/progress can see the job
+    client.get("/api/session")  # the session names its workspace, so /api/progress can see the job
     slow = threading.Thread(target=upload, args=(client,), kwargs={"ops": ["slow", "grayscale"]})
     slow.start()
     wait_for_child_at_work(client)

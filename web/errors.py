@@ -26,7 +26,7 @@ import imaging
 import storage
 
 from . import logs, metrics
-from .limits import InsufficientStorage, human_size, retry_after
+from .limits import JOB_SCOPE, ZIP_SCOPE, InsufficientStorage, human_size, retry_after, try_again_in
 
 MESSAGES = {
     404: "Nothing here: this address does not exist, or belongs to another session.",
@@ -132,11 +132,14 @@ def _http_error(exc: HTTPException):
     return error_response(exc.code or 500, message)
 
 
+#: The metrics' name of each rate by its counter's scope; the byte budget has none.
+RATE_NAMES = {JOB_SCOPE: "job_rate", ZIP_SCOPE: "zip_rate"}
+
+
 def _too_many(exc: RateLimitExceeded):
-    metrics.count_refusal("job_rate" if exc.limit.scope == "jobs" else "bytes")
+    metrics.count_refusal(RATE_NAMES.get(str(exc.limit.scope), "bytes"))
     seconds = retry_after(current_app)
-    wait = f"{seconds} s" if seconds < 120 else f"{round(seconds / 60)} minutes"
-    return error_response(429, f"{exc.description} Please try again in {wait}.", {"Retry-After": str(seconds)})
+    return error_response(429, f"{exc.description} {try_again_in(seconds)}", {"Retry-After": str(seconds)})
 
 
 STORAGE_FULL = InsufficientStorage.description

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import unicodedata
 from collections.abc import Iterator
 from typing import Any
@@ -13,29 +12,24 @@ from zipstream import ZIP_STORED, ZipStream
 
 import storage
 
+from . import names
 from .sessions import current_workspace, has_workspace
 
 bp = Blueprint("files", __name__)
 
 NO_IMAGES_YET = "There are no images to download yet."
 
-#: Characters no file system or browser takes in a file name (and quotes, for the header).
-_UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]+')
-
-
 def user_stem(job: dict[str, Any]) -> str:
-    """The user's file name without its extension, safe to offer as a download name ("holiday")."""
+    """The user's file name without its extension ("holiday"), as shown; made safe where it names a file."""
     name = job["source"]["name"]
-    stem = name.rsplit(".", 1)[0] if "." in name.lstrip(".") else name
-    return _UNSAFE.sub("_", stem).strip(" ._") or "image"
+    return name.rsplit(".", 1)[0] if "." in name.lstrip(".") else name
 
 
 def download_name(job: dict[str, Any], filename: str) -> str:
     """What a file of a job is called when saved: ``holiday.jpg``, ``holiday-sepia.jpg``."""
     stem, _, extension = filename.rpartition(".")
-    if filename == job["source"]["file"]:
-        return f"{user_stem(job)}.{extension}"
-    return f"{user_stem(job)}-{stem}.{extension}"
+    suffix = f".{extension}" if filename == job["source"]["file"] else f"-{stem}.{extension}"
+    return names.file_name(user_stem(job), suffix)
 
 
 def job_files(job: dict[str, Any]) -> list[str]:
@@ -130,12 +124,18 @@ def add_job(archive: ZipStream, ws: storage.Workspace, job: dict[str, Any], fold
 
 
 def unique_folders(jobs: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], str]]:
-    """Each job with a folder name of its own: ``holiday/``, then ``holiday (2)/``."""
+    """Each job with a folder name of its own: ``holiday/``, then ``holiday (2)/``.
+
+    Names that differ only in case are one folder on Windows and macOS, so they count as the same.
+    """
     seen: dict[str, int] = {}
     for job in jobs:
-        stem = user_stem(job)
-        seen[stem] = seen.get(stem, 0) + 1
-        yield job, (f"{stem} ({seen[stem]})/" if seen[stem] > 1 else f"{stem}/")
+        folder = names.file_name(user_stem(job), chars=names.FOLDER_CHARS, max_bytes=names.FOLDER_BYTES)
+        count = seen[folder.casefold()] = seen.get(folder.casefold(), 0) + 1
+        if count > 1:
+            folder = names.file_name(user_stem(job), f" ({count})", chars=names.FOLDER_CHARS,
+                                     max_bytes=names.FOLDER_BYTES)
+        yield job, folder + "/"
 
 
 @bp.get("/jobs/<job_id>/download.zip")
@@ -144,7 +144,7 @@ def download_job(job_id: str):
     ws, job = session_job(job_id)
     archive = ZipStream(compress_type=ZIP_STORED, sized=True)
     add_job(archive, ws, job)
-    return zip_response(archive, f"{user_stem(job)}.zip")
+    return zip_response(archive, names.file_name(user_stem(job), ".zip"))
 
 
 @bp.get("/download.zip")

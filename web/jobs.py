@@ -32,13 +32,11 @@ from imaging.job import run_job
 
 from . import gallery, limits, logs, metrics
 from .errors import wants_json
-from .sessions import current_workspace, has_workspace, keep_alive, keep_workspace, start_over, sync_jobs
+from .names import display_name
+from .sessions import current_workspace, has_workspace, keep_alive, start_over, start_session, sync_jobs
 from .uploads import keep_upload
 
 bp = Blueprint("jobs", __name__)
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
 
 _KEY = re.compile(r"[A-Za-z0-9_-]{1,100}")
 def idempotency_key() -> str | None:
@@ -64,12 +62,6 @@ def replay(ws: storage.Workspace, key: str):
     if any(note.get("idempotency_key") == key for note in storage.running_jobs(ws, handoff.running(ws.id), manifest)):
         abort(409, "This upload is still being processed; its result will be in the gallery shortly.")
     return None
-
-
-def display_name(filename: str | None) -> str:
-    """Return the client's file name fit for display only (never used as a path)."""
-    name = _CONTROL.sub("", filename or "").strip()
-    return name[:200] or "upload"
 
 
 def requested_ops() -> list[str]:
@@ -169,31 +161,18 @@ def form_choices() -> dict[str, Any]:
     return {**defaults, **session.get("choices", {})}
 
 
-def start_session(ws: storage.Workspace) -> None:
-    """Give a new visitor its session now, so that its next requests share it.
-
-    The page's progress polls, and an API client's uploads sent in parallel
-    after ``GET /api/session``, then land in one session rather than one
-    each. A cookie-less flood past ``DARKROOM_CLIENT_SESSION_RATE`` is
-    served without one (web/limits.py may_start_session).
-    """
-    if has_workspace() or limits.may_start_session():
-        keep_workspace(ws)
-
-
 @bp.get("/")
 def index():
     """Show the upload form, the jobs still running and a page of the gallery, newest job first."""
     handoff.Handoff.warm_up()  # a visitor is about to upload: have children waiting by then
     ws = current_workspace()
-    # The page polls /api/progress while its first upload runs: the session
-    # must name the workspace before that upload's response saves it.
-    start_session(ws)
+    # A look writes no session: a visitor's session starts with its first upload
+    # (the page's script asks /api/session first, so its progress polls share it).
     context = gallery.context(ws, request.args.get("before"))
     keep_alive()
     return render_template(
         "jobs/index.html", ops=imaging.OPS.values(), choices=form_choices(), presets=PRESETS,
-        output_formats=imaging.OUTPUT_FORMATS, **context,
+        output_formats=imaging.OUTPUT_FORMATS, has_session=has_workspace(), **context,
     )
 
 
@@ -324,7 +303,13 @@ def create():
     if wants_json() or key:
         abort(400, "Send one image per request (the page sends several files one after another).")
     remember_choices()
-    for upload in uploads:
+    response = redirect(url_for("jobs.index"), 303)
+    for index, upload in enumerate(uploads):
+        # The request was charged its first job; each further file is charged as it comes.
+        if index and (seconds := limits.take(limits.job_rate(), limits.JOB_SCOPE)) is not None:
+            refuse_the_rest(uploads[index:], seconds)
+            response.headers["Retry-After"] = str(seconds)
+            break
         # One file refused says why and spares the rest; a failure of the server stops them all.
         try:
             flash(done_message(make_job(ws, upload, ops, encoding, None)), "success")
@@ -334,7 +319,21 @@ def create():
             if exc.code is None or exc.code >= 500:
                 raise
             flash(f"{display_name(upload.filename)}: {exc.description}", "error")
-    return redirect(url_for("jobs.index"), 303)
+    return response
+
+
+#: How many of the files a form could not process its message names.
+NAMED_REFUSALS = 3
+
+
+def refuse_the_rest(refused: list[FileStorage], seconds: int) -> None:
+    """Say that the files of a form past the job rate were not processed, and when to send them again."""
+    names = [display_name(upload.filename) for upload in refused]
+    listed = ", ".join(names[:NAMED_REFUSALS]) + (f" and {len(names) - NAMED_REFUSALS} more"
+                                                   if len(names) > NAMED_REFUSALS else "")
+    for _ in refused:
+        metrics.count_refusal("job_rate")
+    flash(f"Not processed: {listed}. {limits.too_many_photos()} {limits.try_again_in(seconds)}", "error")
 
 
 #: The most jobs one answer of /api/session carries.
@@ -348,10 +347,13 @@ def session_json():
     ``?limit=N`` (1 to 100, 100 by default) and ``?after=<job id>`` (the
     ``next`` of the previous answer); ``next`` is null on the last page.
     A client without a session is given one (and its cookie), so that
-    uploads it sends in parallel next all land in it.
+    uploads it sends in parallel next all land in it: at most
+    ``DARKROOM_CLIENT_SESSION_RATE`` per address, each expiring within the
+    hour unless a job is stored in it.
     """
     ws = current_workspace()
-    start_session(ws)
+    if not has_workspace() and limits.may_start_session():
+        start_session(ws)
     jobs = sync_jobs(ws, storage.load_manifest(ws))
     limit_text = request.args.get("limit", str(MAX_JOBS_PER_ANSWER))
     if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_JOBS_PER_ANSWER:

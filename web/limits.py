@@ -26,6 +26,10 @@ from . import metrics
 LIMITER_KEY = "darkroom.limiter"
 #: Views that start a child: they share one job rate per client.
 CHILD_VIEWS = ("jobs.create", "seed.multi", "seed.value")
+#: Views that stream a ZIP archive: they share one rate per client.
+ZIP_VIEWS = ("files.download_job", "files.download_all")
+#: The names of the counters the job rate and the ZIP rate keep per address.
+JOB_SCOPE, ZIP_SCOPE = "jobs", "zips"
 
 
 class InsufficientStorage(HTTPException):
@@ -59,26 +63,59 @@ def session_rate() -> str:
     return current_app.config["DARKROOM_CLIENT_SESSION_RATE"]
 
 
+def zip_rate() -> str:
+    """The ``DARKROOM_CLIENT_ZIP_RATE`` limit string: ZIP downloads one address may ask for."""
+    return current_app.config["DARKROOM_CLIENT_ZIP_RATE"]
+
+
+def take(rate: str, scope: str) -> int | None:
+    """Count one against this client address's ``rate`` in ``scope``: None if it fits, else the seconds to wait.
+
+    The counters are the ones Flask-Limiter's decorators keep (the same
+    storage and keys), so a view's own charges and its decorator's add up.
+    Nothing is counted when the one would not fit. The check fails open: if
+    the limits' storage cannot be reached, the one is let through (and the
+    outage is logged).
+    """
+    if not current_app.config["RATELIMIT_ENABLED"]:
+        return None
+    limiter = current_app.extensions[LIMITER_KEY]
+    identifiers = (get_remote_address(), scope)
+    items = parse_many(rate)
+    try:
+        full = [item for item in items if not limiter.limiter.test(item, *identifiers)]
+        if full:
+            reset = max(limiter.limiter.get_window_stats(item, *identifiers).reset_time for item in full)
+            return max(1, int(reset - time.time()))
+        for item in items:
+            limiter.limiter.hit(item, *identifiers)
+    except Exception as exc:  # the storage's own error types (redis, memcached) vary
+        current_app.logger.warning("%s limit not checked: %s: %s", scope, type(exc).__name__, exc)
+    return None
+
+
 def may_start_session() -> bool:
     """Whether this client address may be given one more new session now.
 
-    Past ``DARKROOM_CLIENT_SESSION_RATE``, a cookie-less client gets its pages
-    without a session, so a flood of them writes no rows; its first stored
-    upload starts one anyway. The guard fails open: if the limits' storage
-    cannot be reached, the session starts (and the outage is logged).
+    Past ``DARKROOM_CLIENT_SESSION_RATE``, a client asking for a session
+    (``/api/session``) is answered without one, so a flood of them writes
+    no rows; its first stored upload starts one anyway.
     """
-    if not current_app.config["RATELIMIT_ENABLED"]:
+    if take(session_rate(), "new-session") is None:
         return True
-    limiter = current_app.extensions[LIMITER_KEY]
-    try:
-        allowed = all([limiter.limiter.hit(item, "new-session", get_remote_address())
-                       for item in parse_many(session_rate())])
-    except Exception as exc:  # the storage's own error types (redis, memcached) vary
-        current_app.logger.warning("new-session limit not checked: %s: %s", type(exc).__name__, exc)
-        return True
-    if not allowed:
-        metrics.count_refusal("new_session")
-    return allowed
+    metrics.count_refusal("new_session")
+    return False
+
+
+def try_again_in(seconds: int) -> str:
+    """How a refusal tells its wait: "Please try again in 54 s." or "... in 12 minutes."."""
+    wait = f"{seconds} s" if seconds < 120 else f"{round(seconds / 60)} minutes"
+    return f"Please try again in {wait}."
+
+
+def too_many_photos() -> str:
+    """The refusal of a job past the job rate."""
+    return f"Too many photos from your address (the limit is {job_rate()})."
 
 
 def byte_budget() -> str:
@@ -141,9 +178,12 @@ def init_app(app: Flask) -> None:
     # switches are the app's own, never shared with another app in the process.
     limiter = Limiter(get_remote_address, app=app, strategy="fixed-window", headers_enabled=False)
     app.extensions[LIMITER_KEY] = limiter
-    jobs = limiter.shared_limit(
-        job_rate, scope="jobs",
-        error_message=lambda: f"Too many photos from your address (the limit is {job_rate()}).",
+    # A request is charged one job here; a form carrying several files is charged the rest
+    # file by file as it goes (web/jobs.py), so the rate counts jobs, not requests.
+    jobs = limiter.shared_limit(job_rate, scope=JOB_SCOPE, error_message=too_many_photos)
+    zips = limiter.shared_limit(
+        zip_rate, scope=ZIP_SCOPE,
+        error_message=lambda: f"Too many downloads of ZIP archives from your address (the limit is {zip_rate()}).",
     )
     budget = limiter.limit(
         byte_budget, cost=stored_bytes, deduct_when=job_was_stored,
@@ -155,4 +195,6 @@ def init_app(app: Flask) -> None:
     # Flask-Limiter's decorators are typed for async views too; these views are plain ones.
     for endpoint in CHILD_VIEWS:
         app.view_functions[endpoint] = jobs(app.view_functions[endpoint])  # type: ignore[assignment]
+    for endpoint in ZIP_VIEWS:
+        app.view_functions[endpoint] = zips(app.view_functions[endpoint])  # type: ignore[assignment]
     app.view_functions["jobs.create"] = budget(app.view_functions["jobs.create"])  # type: ignore[assignment]

@@ -43,8 +43,8 @@ MB = 1024**2
 JOBS = Counter("darkroom_jobs", "Jobs by outcome: done, refused_<kind>, failed, timeout, killed, "
                "out_of_memory, busy, storage_full", ["outcome"])
 STORED = Counter("darkroom_stored_bytes", "Bytes stored by accepted jobs (their sources and outputs)")
-REFUSALS = Counter("darkroom_limit_refusals", "Requests refused by a limit: job_rate, bytes, session_quota, "
-                   "disk_reserve, new_session (a session not started)", ["limit"])
+REFUSALS = Counter("darkroom_limit_refusals", "Requests (and files of a form) refused by a limit: job_rate, "
+                   "zip_rate, bytes, session_quota, disk_reserve, new_session (a session not started)", ["limit"])
 CALLS = Counter("handoff_calls", "handoff.run calls by function and status", ["fn", "status"])
 CALL_SECONDS = Histogram("handoff_call_seconds", "Whole handoff.run calls (queue wait included)",
                          buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120))

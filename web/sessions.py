@@ -7,10 +7,11 @@ import secrets
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from filelock import FileLock
-from flask import Flask, current_app, g, session
+from flask import Flask, current_app, g, request_finished, session
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import event, text
 
@@ -20,6 +21,8 @@ WORKSPACE_KEY = "_workspace"
 SEEN_KEY = "_seen"
 #: How often looking at the gallery pushes the session's expiry back (one write each time).
 KEEP_ALIVE_SECONDS = 3600
+#: How long a session started before it holds anything lives (start_session), unless it comes to.
+EMPTY_SESSION_SECONDS = 3600
 
 
 def _inside(path: str, folder: str) -> bool:
@@ -154,6 +157,33 @@ def has_workspace() -> bool:
     return WORKSPACE_KEY in session
 
 
+def start_session(ws: storage.Workspace) -> None:
+    """Give this client a session now, holding only ``ws``'s id, for a client that asked for one.
+
+    Its next requests then share it: uploads an API client sends in
+    parallel after ``/api/session``, the page's progress polls during its
+    first upload. Such a row expires within the hour unless a job is stored
+    in it meanwhile (:func:`expire_unused_session`).
+    """
+    keep_workspace(ws)
+    g.started_session = True
+
+
+def expire_unused_session(app: Flask, response: object, **_extra: object) -> None:
+    """Give a session started by this request, and still holding no job, an hour instead of its lifetime.
+
+    Runs on ``request_finished``, after Flask-Session has written the row.
+    """
+    sid = getattr(session, "sid", None)  # Flask-Session's; Flask's own sessions have none
+    if not g.get("started_session") or session.get("jobs") or sid is None:
+        return
+    interface: Any = app.session_interface  # Flask-Session's SQLAlchemy interface (behind handoff's merge)
+    model, db = interface.sql_session_model, interface.client
+    expiry = datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=EMPTY_SESSION_SECONDS)  # naive UTC
+    model.query.filter_by(session_id=interface.key_prefix + sid).update({"expiry": expiry})
+    db.session.commit()
+
+
 def keep_workspace(ws: storage.Workspace) -> None:
     """Remember ``ws`` as this session's workspace (it now holds something)."""
     if session.get(WORKSPACE_KEY) != ws.id:
@@ -205,6 +235,12 @@ def start_over() -> None:
     Flask-Session deletes the old row, so an id planted in a browser earlier
     stops working.
     """
-    for key in [k for k in session if k != WORKSPACE_KEY]:
+    # Not "_permanent", Flask's mark of a session that outlives the browser: the new cookie keeps its Expires.
+    for key in [k for k in session if k not in (WORKSPACE_KEY, "_permanent")]:
         del session[key]
     current_app.session_interface.regenerate(session)  # type: ignore[attr-defined]
+
+
+def init_app(app: Flask) -> None:
+    """Keep sessions nobody stored anything in short-lived."""
+    request_finished.connect(expire_unused_session, app)
