@@ -332,9 +332,9 @@
 
   async function runBatch() {
     busy = true;
-    await startSession();
     queue.setAttribute("aria-busy", "true");
     submit.textContent = "Add to this batch";
+    await startSession();
     let newest = null;
     for (let item = pending()[0]; item; item = pending()[0]) {
       queue.scrollTop = Math.max(0, item.row.li.offsetTop - queue.clientHeight / 2);  // the list only, not the page
