@@ -95,12 +95,14 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     if app.config["DARKROOM_LOCK_TYPE"] not in storage.LOCK_TYPES:
         raise ValueError(f"DARKROOM_LOCK_TYPE must be one of {sorted(storage.LOCK_TYPES)}, "
                          f"not {app.config['DARKROOM_LOCK_TYPE']!r}")
-    app.config.update(
-        HANDOFF_STORAGE_ROOT=app.config["DARKROOM_STORAGE_ROOT"],
-        HANDOFF_LOCK_TYPE=app.config["DARKROOM_LOCK_TYPE"],
-        HANDOFF_PRELOAD=[*imaging.CHILD_PRELOAD, "web.seed_child"],
-        HANDOFF_REHEARSAL="imaging.job:rehearse",
-    )
+    # handoff keeps its call records in the session's workspace, beside the manifest: one root for both.
+    root = app.config.setdefault("HANDOFF_STORAGE_ROOT", app.config["DARKROOM_STORAGE_ROOT"])
+    if os.path.realpath(root) != os.path.realpath(app.config["DARKROOM_STORAGE_ROOT"]):
+        raise ValueError("HANDOFF_STORAGE_ROOT must be DARKROOM_STORAGE_ROOT (set only the latter)")
+    # An operator's own lock type, rehearsal and preloads win; the children always preload the image code.
+    app.config.setdefault("HANDOFF_LOCK_TYPE", app.config["DARKROOM_LOCK_TYPE"])
+    app.config.setdefault("HANDOFF_REHEARSAL", "imaging.job:rehearse")
+    app.config["HANDOFF_PRELOAD"] = [*imaging.CHILD_PRELOAD, "web.seed_child", *app.config.get("HANDOFF_PRELOAD", [])]
     handoff.init_app(app)
     sessions.init_app(app)
     logs.init_app(app)  # first: every later hook's log lines and errors carry the request id

@@ -1,5 +1,6 @@
 import io
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -17,6 +18,21 @@ PLUGINS = ["tests.faulty_ops"]
 #: The browser tests' fixtures (live_server, page), shared by every test module that drives Chromium.
 pytest_plugins = ["browsing"]
 POSTGRES_URL = os.environ.get("DARKROOM_TEST_POSTGRES_URL")
+
+#: Settings a test must never take from the shell (``FLASK_DARKROOM_PROXY_HOPS=1`` exported
+#: there would change what a proxy test sees), in the tests' apps and the servers they start.
+SHELL_SETTINGS = re.compile(r"(FLASK|DARKROOM|HANDOFF)_")
+#: The suite's own switches, which do come from the shell: test servers, the corpus, the wheel under test.
+SUITE_SWITCHES = re.compile(r"(DARKROOM|HANDOFF)_TEST_|DARKROOM_(CORPUS|MUTATIONS|BENCH_)|HANDOFF_WHEEL$")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_settings_from_the_shell():
+    """Run every test, and every server it starts, without the shell's Flask, Darkroom or handoff settings."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in [n for n in os.environ if SHELL_SETTINGS.match(n) and not SUITE_SWITCHES.match(n)]:
+            patch.delenv(name)
+        yield
 
 
 def require(reason):

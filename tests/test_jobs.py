@@ -197,3 +197,13 @@ def test_a_malformed_idempotency_key_is_400(client):
     response = upload(client, **{"Idempotency-Key": "../../etc"})
     assert response.status_code == 400
     assert "Idempotency-Key" in response.get_json()["error"]
+
+
+def test_an_operators_handoff_settings_win_and_the_children_still_preload_the_image_code(make_app, tmp_path):
+    app = make_app(HANDOFF_LOCK_TYPE="soft", HANDOFF_PRELOAD=["json"], HANDOFF_REHEARSAL=None)
+    assert app.config["HANDOFF_LOCK_TYPE"] == "soft" and app.config["HANDOFF_REHEARSAL"] is None
+    assert app.config["HANDOFF_PRELOAD"] == [*imaging.CHILD_PRELOAD, "web.seed_child", "json"]
+    assert upload(app.test_client()).status_code == 201
+    # One root holds a workspace's manifest and its call records: a second one is refused, not replaced.
+    with pytest.raises(ValueError, match="HANDOFF_STORAGE_ROOT must be DARKROOM_STORAGE_ROOT"):
+        make_app(HANDOFF_STORAGE_ROOT=str(tmp_path / "elsewhere"))

@@ -1,1 +1,1 @@
-"""Flask blueprints and glue: the only package that imports Flask."""
+"""Flask blueprints and glue: the web side of Darkroom (``handoff`` is the other package that imports Flask)."""
