@@ -125,6 +125,11 @@ class _Read:
     offset: int
     manifest: Manifest
 
+    @property
+    def bytes_read(self) -> int:
+        """What was read to make this manifest: its snapshot and the log lines applied."""
+        return (self.snapshot[2] if self.snapshot else 0) + self.offset
+
 
 def _read(ws: Workspace, known: _Read | None) -> _Read:
     """Read the manifest, from ``known`` on if its snapshot is still the current one.
@@ -202,15 +207,24 @@ def _load_locked(ws: Workspace) -> Manifest:
     return found.manifest
 
 
+#: How much manifest text (snapshot and log bytes) this process keeps parsed, all workspaces together.
+#: Parsed, a job takes a few times its text: a few MB in all, whatever the sessions and their jobs.
+MANIFEST_CACHE_BYTES = 256 * 1024
+
+
 class _ParsedManifests:
     """What this process last read of each manifest: a read that finds the same snapshot
     reads only the log lines added since.
 
-    Bounded, least recently used first out.
+    Bounded in bytes (of the text read), least recently used first out, so
+    the web process keeps as much whatever number of sessions or jobs it has
+    seen. The manifest used last is kept whatever its size: a large gallery
+    being looked at is parsed once, not at every request.
     """
 
-    def __init__(self, size: int = 64) -> None:
-        self.size = size
+    def __init__(self, max_bytes: int = MANIFEST_CACHE_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self.bytes_held = 0
         self.entries: OrderedDict[Path, _Read] = OrderedDict()
         self.lock = threading.Lock()
 
@@ -223,10 +237,12 @@ class _ParsedManifests:
 
     def put(self, path: Path, found: _Read) -> None:
         with self.lock:
+            replaced = self.entries.pop(path, None)
+            self.bytes_held += found.bytes_read - (replaced.bytes_read if replaced else 0)
             self.entries[path] = found
-            self.entries.move_to_end(path)
-            while len(self.entries) > self.size:
-                self.entries.popitem(last=False)
+            while self.bytes_held > self.max_bytes and len(self.entries) > 1:
+                _, gone = self.entries.popitem(last=False)
+                self.bytes_held -= gone.bytes_read
 
 
 _parsed = _ParsedManifests()

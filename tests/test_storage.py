@@ -221,3 +221,21 @@ def test_a_soft_lock_of_a_killed_holder_is_reclaimed(tmp_path):
 def test_the_strict_lock_type_is_refused(make_app):
     with pytest.raises(ValueError, match=r"DARKROOM_LOCK_TYPE must be one of \['file', 'soft'\], not 'strict'"):
         make_app(DARKROOM_LOCK_TYPE="strict")
+
+
+def test_the_parsed_manifests_kept_are_bounded_in_bytes_and_the_one_in_use_is_kept(tmp_path):
+    from storage.manifest import MANIFEST_CACHE_BYTES, _parsed
+
+    # 12 manifests of about 60 kB of text each: together well past the bound.
+    spaces = [storage.Workspace(str(tmp_path), storage.new_id()) for _ in range(12)]
+    for i, space in enumerate(spaces):
+        record_many(space, f"{i:08x}", 12)
+    parsed = [storage.load_manifest(space) for space in spaces]
+    assert _parsed.bytes_held <= MANIFEST_CACHE_BYTES
+    assert storage.load_manifest(spaces[-1]) is parsed[-1]  # the newest is kept: no second parse
+    assert storage.load_manifest(spaces[0]) is not parsed[0]  # the oldest went, and is parsed again
+    # A manifest larger than the whole bound is still kept while it is the one in use.
+    big = storage.Workspace(str(tmp_path), storage.new_id())
+    record_many(big, "ffffffff", 60)
+    first = storage.load_manifest(big)
+    assert storage.load_manifest(big) is first and len(first["jobs"]) == 60
