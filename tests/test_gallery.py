@@ -301,6 +301,15 @@ def test_a_galleries_zip_extracts_under_windows_rules(client):
     assert disposition_name(client.get(jobs[1]["source"]["url"] + "?download=1")) == "_CON.jpg"
 
 
+def test_the_plain_fallback_of_a_name_beyond_ascii_follows_the_same_rules(client):
+    job = upload(client, ops=["sepia"], name="CON日本.jpg").get_json()
+    for url, plain, utf8 in ((job["source"]["url"] + "?download=1", "_CON.jpg", "CON日本.jpg"),
+                             (job["zip_url"], "_CON.zip", "CON日本.zip")):
+        disposition = client.get(url).headers["Content-Disposition"]
+        assert f"filename={plain};" in disposition + ";" or f'filename="{plain}"' in disposition
+        assert f"filename*=UTF-8''{quote(utf8)}" in disposition
+
+
 def test_names_lose_the_characters_that_reorder_or_hide_text(client):
     # U+202E shows "invoice\u202egpj.exe" as "invoiceexe.jpg"; the others hide or turn text likewise.
     hidden = "\u202e\u202a\u2066\u2069\u200e\u200f\u061c\ufeff\u00ad\u2028"

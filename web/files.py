@@ -19,6 +19,7 @@ bp = Blueprint("files", __name__)
 
 NO_IMAGES_YET = "There are no images to download yet."
 
+
 def user_stem(job: dict[str, Any]) -> str:
     """The user's file name without its extension ("holiday"), as shown; made safe where it names a file."""
     name = job["source"]["name"]
@@ -76,7 +77,7 @@ def serve(job_id: str, filename: str):
 
     ``?download=1`` asks the browser to save it rather than show it. Either
     way the file is named after the user's file (RFC 6266 ``filename*`` for
-    names beyond ASCII, which Werkzeug writes).
+    names beyond ASCII, see :func:`attachment`).
     """
     ws, job = session_job(job_id)
     if filename not in job_files(job):
@@ -87,9 +88,12 @@ def serve(job_id: str, filename: str):
         abort(404)
     # send_file rather than send_from_directory: resolve_file has already
     # checked the real path (symlinks included) stays inside the job directory.
-    return immutable(send_file(
-        path, download_name=download_name(job, filename), as_attachment=request.args.get("download") == "1",
-    ))
+    saved = request.args.get("download") == "1"
+    response = send_file(path, as_attachment=saved)
+    # Named here, not by send_file: its plain-ASCII fallback name would not follow the rules download names do.
+    response.headers.set("Content-Disposition", "attachment" if saved else "inline",
+                         **attachment(download_name(job, filename)))
+    return immutable(response)
 
 
 def attachment(name: str) -> dict[str, str]:
@@ -101,8 +105,10 @@ def attachment(name: str) -> dict[str, str]:
     if name.isascii():
         return {"filename": name}
     stem, dot, extension = name.rpartition(".")
-    plain = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode().strip(" ._") or "images"
-    return {"filename": f"{plain}{dot}{extension}", "filename*": "UTF-8''" + quote(name, safe="!#$&+-.^_`|~")}
+    plain = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
+    # What is left of "CON日本" is a device name again: the plain name follows the same rules.
+    plain = names.file_name(plain if plain.strip(" ._") else "images", f"{dot}{extension}")
+    return {"filename": plain, "filename*": "UTF-8''" + quote(name, safe="!#$&+-.^_`|~")}
 
 
 def zip_response(archive: ZipStream, name: str) -> Response:
