@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,16 +13,14 @@ from flask.cli import with_appcontext
 import handoff
 import storage
 
-from .sessions import WORKSPACE_KEY, workspace_for
+from .sessions import WORKSPACE_KEY, naive_utc_now, session_table, workspace_for
 from .uploads import UPLOADS_DIR
 
 
 def delete_expired_sessions() -> int:
     """Delete expired session rows; return how many went."""
-    interface: Any = current_app.session_interface  # Flask-Session's SQLAlchemy interface
-    model, db = interface.sql_session_model, interface.client
-    # Flask-Session stores naive UTC expiry times.
-    count = model.query.filter(model.expiry <= datetime.now(UTC).replace(tzinfo=None)).delete()
+    model, db = session_table(current_app)
+    count = model.query.filter(model.expiry <= naive_utc_now()).delete()
     db.session.commit()
     return count
 

@@ -89,7 +89,7 @@ def serve(job_id: str, filename: str):
     # send_file rather than send_from_directory: resolve_file has already
     # checked the real path (symlinks included) stays inside the job directory.
     saved = request.args.get("download") == "1"
-    response = send_file(path, as_attachment=saved)
+    response = send_file(path)
     # Named here, not by send_file: its plain-ASCII fallback name would not follow the rules download names do.
     response.headers.set("Content-Disposition", "attachment" if saved else "inline",
                          **attachment(download_name(job, filename)))
@@ -136,12 +136,9 @@ def unique_folders(jobs: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any],
     """
     seen: dict[str, int] = {}
     for job in jobs:
-        folder = names.file_name(user_stem(job), chars=names.FOLDER_CHARS, max_bytes=names.FOLDER_BYTES)
-        count = seen[folder.casefold()] = seen.get(folder.casefold(), 0) + 1
-        if count > 1:
-            folder = names.file_name(user_stem(job), f" ({count})", chars=names.FOLDER_CHARS,
-                                     max_bytes=names.FOLDER_BYTES)
-        yield job, folder + "/"
+        key = names.folder_name(user_stem(job)).casefold()
+        count = seen[key] = seen.get(key, 0) + 1
+        yield job, names.folder_name(user_stem(job), f" ({count})" if count > 1 else "") + "/"
 
 
 @bp.get("/jobs/<job_id>/download.zip")

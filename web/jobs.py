@@ -331,8 +331,7 @@ def refuse_the_rest(refused: list[FileStorage], seconds: int) -> None:
     names = [display_name(upload.filename) for upload in refused]
     listed = ", ".join(names[:NAMED_REFUSALS]) + (f" and {len(names) - NAMED_REFUSALS} more"
                                                    if len(names) > NAMED_REFUSALS else "")
-    for _ in refused:
-        metrics.count_refusal("job_rate")
+    metrics.count_refusal("job_rate", len(refused))
     flash(f"Not processed: {listed}. {limits.too_many_photos()} {limits.try_again_in(seconds)}", "error")
 
 

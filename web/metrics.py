@@ -64,8 +64,8 @@ def count_job(outcome: str) -> None:
     JOBS.labels(outcome).inc()
 
 
-def count_refusal(limit: str) -> None:
-    REFUSALS.labels(limit).inc()
+def count_refusal(limit: str, count: int = 1) -> None:
+    REFUSALS.labels(limit).inc(count)
 
 
 def count_stored(nbytes: int) -> None:

@@ -61,3 +61,8 @@ def file_name(stem: str, suffix: str = "", *, chars: int = FILE_CHARS, max_bytes
     if safe.split(".", 1)[0].rstrip(" ").upper() in _RESERVED:
         safe = "_" + safe
     return safe + suffix
+
+
+def folder_name(stem: str, suffix: str = "") -> str:
+    """A folder's name in a ZIP, by the rules of :func:`file_name`, shorter so that a file's fits inside it."""
+    return file_name(stem, suffix, chars=FOLDER_CHARS, max_bytes=FOLDER_BYTES)

@@ -169,6 +169,17 @@ def start_session(ws: storage.Workspace) -> None:
     g.started_session = True
 
 
+def naive_utc_now() -> datetime:
+    """Now, as Flask-Session stores its rows' expiry times: naive UTC."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def session_table(app: Flask) -> tuple[Any, Any]:
+    """Flask-Session's model of the session rows and its Flask-SQLAlchemy database (behind handoff's merge)."""
+    interface: Any = app.session_interface
+    return interface.sql_session_model, interface.client
+
+
 def expire_unused_session(app: Flask, response: object, **_extra: object) -> None:
     """Give a session started by this request, and still holding no job, an hour instead of its lifetime.
 
@@ -177,10 +188,10 @@ def expire_unused_session(app: Flask, response: object, **_extra: object) -> Non
     sid = getattr(session, "sid", None)  # Flask-Session's; Flask's own sessions have none
     if not g.get("started_session") or session.get("jobs") or sid is None:
         return
-    interface: Any = app.session_interface  # Flask-Session's SQLAlchemy interface (behind handoff's merge)
-    model, db = interface.sql_session_model, interface.client
-    expiry = datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=EMPTY_SESSION_SECONDS)  # naive UTC
-    model.query.filter_by(session_id=interface.key_prefix + sid).update({"expiry": expiry})
+    model, db = session_table(app)
+    expiry = naive_utc_now() + timedelta(seconds=EMPTY_SESSION_SECONDS)
+    store_id = app.session_interface.key_prefix + sid  # type: ignore[attr-defined]
+    model.query.filter_by(session_id=store_id).update({"expiry": expiry})
     db.session.commit()
 
 
