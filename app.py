@@ -47,6 +47,7 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
         HANDOFF_TIMEOUT=60.0,
         HANDOFF_MEMORY_MB=2048,
         DARKROOM_MAX_PIXELS=60_000_000,
+        DARKROOM_JOB_THREADS=None,
         DARKROOM_PAGE_SIZE=10,
         DARKROOM_SESSION_JOBS=20,
         DARKROOM_DB_TIMEOUT=2.0,

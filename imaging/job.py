@@ -17,6 +17,7 @@ from PIL import Image
 
 from handoff import report
 from storage import Workspace, record_job
+from storage.cores import claimed_cores, machine_cores
 
 from .encode import Encoding
 from .errors import BadImage
@@ -34,14 +35,14 @@ JobSpec = dict[str, Any]
 Result = dict[str, Any]
 
 
-def progress_percent(calls: list[OpCall], done: int) -> int:
-    """How far a job is once the source is decoded and ``done`` of its ``calls`` are written.
+def progress_percent(calls: list[OpCall], done: list[OpCall]) -> int:
+    """How far a job is once the source is decoded and the ``done`` of its ``calls`` are written.
 
     Weighted by each op's cost, so blur and sharpen move the bar as far as
     they take time; 100 once every op is done.
     """
     whole = DECODE_COST + sum(call.op.cost for call in calls)
-    return round(100 * (DECODE_COST + sum(call.op.cost for call in calls[:done])) / whole)
+    return round(100 * (DECODE_COST + sum(call.op.cost for call in done)) / whole)
 
 
 def run_job(spec: JobSpec) -> Result:
@@ -65,14 +66,18 @@ def run_job(spec: JobSpec) -> Result:
     except BadOp as exc:
         raise BadImage(str(exc)) from None
 
-    def progress(op: str, done: int) -> None:
-        report(op=op, label=calls[done].label, done=done, total=len(ops), percent=progress_percent(calls, done))
+    def progress(working: OpCall | None, done: list[OpCall]) -> None:
+        if working is not None:  # once all are done, the web process records the job
+            report(op=working.spec, label=working.label, done=len(done), total=len(ops),
+                   percent=progress_percent(calls, done))
 
     try:
-        decoded, outputs = render(
-            ws.job_dir(job_id) / spec["source"]["file"], ws.job_dir(job_id), ops,
-            spec["max_pixels"], progress, Encoding(**spec.get("encoding", {})),
-        )
+        # Other jobs running on this machine keep the cores they claimed: this one takes what is left.
+        with claimed_cores(min(len(calls), spec.get("threads") or machine_cores())) as threads:
+            decoded, outputs = render(
+                ws.job_dir(job_id) / spec["source"]["file"], ws.job_dir(job_id), ops,
+                spec["max_pixels"], progress, Encoding(**spec.get("encoding", {})), threads,
+            )
     except BadOp as exc:
         raise BadImage(str(exc)) from None
     # The child has decoded the image: its size as shown, and how many frames it has.
@@ -87,6 +92,7 @@ def run_job(spec: JobSpec) -> Result:
     return {
         "job": job,
         "pid": os.getpid(),
+        "threads": decoded["threads"],
         "ms": round((time.perf_counter() - started) * 1000, 1),
         "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
     }

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
+import resource
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -223,7 +226,14 @@ def _read(im: Image.Image, fmt: str, max_pixels: int,
     return frames, count
 
 
-ProgressCallback = Callable[[str, int], None]
+#: Told of the op being worked on (None once all are done) and of every op done so far.
+ProgressCallback = Callable[[OpCall | None, list[OpCall]], None]
+
+#: What one output in progress holds, in multiples of its source's decoded bytes: the op's
+#: result, a working copy (premultiplied alpha, a JPEG's flattened frame) and the encoder's buffers.
+WORKING_COPIES = 3
+#: Address space each further thread reserves besides its images: its stack and its own malloc arena.
+THREAD_RESERVE = 72 * 2**20
 
 
 def reduced_size(calls: list[OpCall]) -> tuple[int, int] | None:
@@ -234,6 +244,36 @@ def reduced_size(calls: list[OpCall]) -> tuple[int, int] | None:
     return max(n[0] for n in needs), max(n[1] for n in needs)
 
 
+def threads_memory_allows(frames: list[Image.Image]) -> int:
+    """How many outputs of ``frames`` may be in progress at once within this process's address-space limit."""
+    limit, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if limit == resource.RLIM_INFINITY:
+        return len(os.sched_getaffinity(0))
+    with open("/proc/self/statm") as statm:
+        in_use = int(statm.read().split()[0]) * resource.getpagesize()
+    decoded = sum(len(frame.getbands()) * frame.width * frame.height for frame in frames)
+    one = WORKING_COPIES * decoded  # the thread the job runs on anyway
+    return max(1, 1 + (limit - in_use - one) // (one + THREAD_RESERVE))
+
+
+def _on_threads(order: list[int], workers: int, make: Callable[[int], dict[str, Any]],
+               ) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``make`` each index of ``order`` on up to ``workers`` threads, begun in that order.
+
+    Yields ``(index, output)`` as each ends.
+    """
+    if workers <= 1:
+        yield from ((index, make(index)) for index in order)
+        return
+    with ThreadPoolExecutor(workers, thread_name_prefix="darkroom-output") as pool:
+        futures = {pool.submit(make, index): index for index in order}
+        try:
+            for future in as_completed(futures):
+                yield futures[future], future.result()
+        finally:  # an op that failed fails the job: the outputs not yet begun are not made
+            pool.shutdown(cancel_futures=True)
+
+
 def render(
     source: Path,
     out_dir: Path,
@@ -241,13 +281,16 @@ def render(
     max_pixels: int,
     on_op: ProgressCallback | None = None,
     encoding: Encoding | None = None,
+    threads: int = 1,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Decode ``source`` once, apply each op to every frame and save its output into ``out_dir``.
 
-    Returns what was decoded (``width``, ``height`` as shown, ``frames`` of an
-    animation, ``pictures`` of a multi-page file, ``previews`` of the source) and
-    one description per output, in the order of ``ops``, each with its time in
-    milliseconds and its ``previews`` (of the first frame).
+    The outputs are made on up to ``threads`` threads at once (Pillow's filters
+    and encoders release the GIL), fewer if this process's memory limit would
+    not hold them. Returns what was decoded (``width``, ``height`` as shown,
+    ``frames`` of an animation, ``pictures`` of a multi-page file, ``previews``
+    of the source, ``threads`` used) and one description per output, in the order of ``ops``,
+    each with its time in milliseconds and its ``previews`` (of the first frame).
     """
     encoding = encoding or Encoding()
     calls = parse_ops(ops)
@@ -260,10 +303,8 @@ def render(
                                "previews": save_previews(first, out_dir, "source", icc=src.icc)}
     if src.count > 1:
         decoded["frames" if src.animated else "pictures"] = src.count
-    outputs = []
-    for done, call in enumerate(calls):
-        if on_op:
-            on_op(call.spec, done)
+
+    def make(call: OpCall) -> dict[str, Any]:
         started = time.perf_counter()
         results = [call.apply(frame) for frame in src.frames]
         written = save(results, out_dir, call.stem, encoding, photographic=photographic, metadata=src.kept,
@@ -272,9 +313,18 @@ def render(
         # A JPEG has no alpha: its preview shows the white background it was written on.
         written["previews"] = save_previews(results[0], out_dir, call.stem, opaque=written["format"] == "JPEG",
                                             icc=src.icc)
-        outputs.append({"op": call.spec, "label": call.label, **written})
-        del results
-    return decoded, outputs
+        return {"op": call.spec, "label": call.label, **written}
+
+    workers = decoded["threads"] = min(threads, len(calls), threads_memory_allows(src.frames))
+    order = sorted(range(len(calls)), key=lambda index: -calls[index].op.cost)  # the longest first
+    outputs: dict[int, dict[str, Any]] = {}
+    if on_op:
+        on_op(calls[order[0]], [])
+    for index, output in _on_threads(order, workers, lambda index: make(calls[index])):
+        outputs[index] = output
+        if on_op:  # the first not done of those begun in order is being worked on
+            on_op(next((calls[i] for i in order if i not in outputs), None), [calls[i] for i in outputs])
+    return decoded, [outputs[index] for index in range(len(calls))]
 
 
 __all__ = ["BadImage", "DamagedImage", "Decoded", "OverLimit", "TooManyPixels", "UnsupportedFeature",

@@ -160,7 +160,7 @@ def test_the_api_takes_one_file_per_request(client):
 
 def test_progress_advances_by_each_ops_cost():
     calls = parse_ops(["thumbnail", "grayscale", "sharpen"])
-    percents = [progress_percent(calls, done) for done in range(len(calls) + 1)]
+    percents = [progress_percent(calls, calls[:done]) for done in range(len(calls) + 1)]
     assert percents == sorted(percents) and percents[-1] == 100
     # Sharpen takes most of the time: the bar is well short of 2/3 once the two cheap ops are done.
     assert percents[2] < 50

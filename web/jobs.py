@@ -220,7 +220,8 @@ def make_job(
             "id": facts.get("job_id", "-"), "ops": ",".join(ops), "status": outcome,
             "duration_ms": round((time.perf_counter() - started) * 1000, 1),
             "queue_ms": round(call["queue_seconds"] * 1000, 1) if call.get("queue_seconds") is not None else "-",
-            "child_ms": facts.get("child_ms", "-"), "bytes_in": facts.get("bytes_in", "-"),
+            "child_ms": facts.get("child_ms", "-"), "threads": facts.get("threads") or "-",
+            "bytes_in": facts.get("bytes_in", "-"),
             "bytes_out": stored - job["source"]["bytes"] if job else 0,
             "peak_rss_kb": call.get("peak_rss_kb") or "-", "child_pid": call.get("child_pid") or "-",
             "mode": current_app.config["HANDOFF_MODE"], "web_pid": os.getpid(),
@@ -244,6 +245,7 @@ def _make_job(
         "created": datetime.now(UTC).isoformat(timespec="milliseconds"),
         "idempotency_key": key,
         "max_pixels": current_app.config["DARKROOM_MAX_PIXELS"],
+        "threads": current_app.config["DARKROOM_JOB_THREADS"],
         "plugins": current_app.config["DARKROOM_PLUGINS"],
     }
     # The call's progress note names its job: the gallery shows it from now on, and a note
@@ -252,7 +254,7 @@ def _make_job(
             "op": "", "label": "", "done": 0, "total": len(ops), "percent": 0}
     try:
         result = handoff.run(run_job, spec, note=note)
-        facts["child_ms"] = result.get("ms")
+        facts["child_ms"], facts["threads"] = result.get("ms"), result.get("threads")
         # The child has been joined; the manifest now says what it finished.
         manifest = storage.load_manifest(ws)
         job = storage.find_job(manifest, job_id)

@@ -1,0 +1,58 @@
+"""A job writes its outputs on the cores no other job of the machine has claimed, within its memory."""
+
+import io
+import json
+import logging
+
+from conftest import decode, upload
+from PIL import Image
+
+from storage.cores import claimed_cores, machine_cores
+
+OPS = ["blur", "sharpen", "edges", "sepia"]
+
+
+def noise_jpeg(size):
+    """A photo-like JPEG of noise (the costliest content to filter and encode)."""
+    buf = io.BytesIO()
+    Image.effect_noise(size, 60).convert("RGB").save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def threads_of_jobs(caplog):
+    return [json.loads(r.getMessage())["threads"] for r in caplog.records if r.name == "darkroom.jobs"]
+
+
+def test_a_job_takes_the_cores_no_other_job_claimed(make_app, caplog):
+    """Alone, it takes a core per output up to the machine's; with every core claimed, it runs on one."""
+    assert machine_cores() >= 2, "this test needs a machine of two cores or more"
+    client = make_app(DARKROOM_LOG_FORMAT="json").test_client()
+    photo = noise_jpeg((600, 400))
+    with caplog.at_level(logging.INFO, logger="darkroom.jobs"):
+        alone = upload(client, photo, ops=OPS)
+        with claimed_cores(machine_cores()) as held:  # as another job's child would, from this process
+            crowded = upload(client, photo, ops=OPS)
+        assert held == machine_cores()
+        one_output = upload(client, photo, ops=["sepia"])
+    assert [r.status_code for r in (alone, crowded, one_output)] == [201, 201, 201]
+    assert threads_of_jobs(caplog) == [min(len(OPS), machine_cores()), 1, 1]
+    # Made on several threads or on one, the outputs are the same images.
+    for parallel, serial in zip(alone.get_json()["outputs"], crowded.get_json()["outputs"], strict=True):
+        assert parallel["op"] == serial["op"]
+        assert decode(client.get(parallel["url"]).data).tobytes() == decode(client.get(serial["url"]).data).tobytes()
+
+
+def test_an_operator_may_keep_a_job_to_one_thread(make_app, caplog):
+    client = make_app(DARKROOM_LOG_FORMAT="json", DARKROOM_JOB_THREADS=1).test_client()
+    with caplog.at_level(logging.INFO, logger="darkroom.jobs"):
+        assert upload(client, noise_jpeg((600, 400)), ops=OPS).status_code == 201
+    assert threads_of_jobs(caplog) == [1]
+
+
+def test_a_job_writes_one_output_at_a_time_where_its_memory_would_not_hold_more(make_app, caplog):
+    """500 MB of address space holds one 24 MP output in progress, not two: the job runs on one thread."""
+    client = make_app(DARKROOM_LOG_FORMAT="json", HANDOFF_MEMORY_MB=500).test_client()
+    with caplog.at_level(logging.INFO, logger="darkroom.jobs"):
+        response = upload(client, noise_jpeg((6000, 4000)), ops=OPS)
+    assert response.status_code == 201, response.get_json()
+    assert threads_of_jobs(caplog) == [1]
