@@ -53,7 +53,7 @@ serve: $(VENV)/.runtime
 	$(BIN)/gunicorn --config gunicorn.conf.py "app:create_app()"
 
 $(VENV)/.bench: requirements.txt requirements-dev.txt requirements-bench.txt | $(BIN)/python
-	@echo "Installing the benchmark's peers (Celery, RQ) into $(VENV) (first run only)..."
+	@echo "Installing the benchmark's peers (Celery, RQ, libvips) into $(VENV) (first run only)..."
 	$(BIN)/pip install --disable-pip-version-check -r requirements-bench.txt
 	@touch $@ $(VENV)/.dev $(VENV)/.runtime
 

@@ -1,7 +1,9 @@
-"""``make bench``: Darkroom against Celery and RQ, and a session's cost as its jobs pile up.
+"""``make bench``: Darkroom against Celery, RQ and libvips, and what stays flat as jobs pile up.
 
 ``python -m bench`` (what ``make bench`` runs) measures the peer comparison
-(bench/compare.py) and the job-count table (bench/jobcount.py);
+(bench/compare.py), the job-count table (bench/jobcount.py), a 24 MP job's
+latency alone and under load with libvips's time beside it (bench/latency.py,
+bench/vips.py) and the web process over many sessions (bench/webmemory.py);
 ``python -m bench runners`` measures handoff's own modes (inline, spawn,
 pool, warm) under the dev server and gunicorn. Each starts the real app and
 drives it over HTTP with concurrent clients uploading 12-24 MP JPEGs.
@@ -21,7 +23,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from bench import compare, jobcount
+from bench import compare, jobcount, latency, vips, webmemory
 from bench.load import ROOT, Server, make_photo, overhead, run_load, summarize
 
 SIZES = [(4000, 3000), (4899, 3266), (5657, 3771), (6000, 4000)]  # 12, 16, 21, 24 MP
@@ -73,8 +75,8 @@ def render_one(im, name: str, out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("part", nargs="?", choices=("all", "peers", "jobcount", "runners"), default="all",
-                        help="all (the default) is peers, then jobcount")
+    parser.add_argument("part", nargs="?", choices=("all", "peers", "jobcount", "speed", "webmemory", "runners"),
+                        default="all", help="all (the default) is peers, jobcount, speed and webmemory")
     parser.add_argument("--jobs", type=int, default=200, help="jobs per strategy (default 200)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the peer comparison")
     parser.add_argument("--counts", type=int, nargs="+", default=[10, 300, 1000], help="jobs in a session")
@@ -86,6 +88,7 @@ def main() -> None:
                         help="runners measured again under gunicorn")
     parser.add_argument("--overhead-rounds", type=int, default=60)
     parser.add_argument("--pipeline-rounds", type=int, default=5)
+    parser.add_argument("--speed-rounds", type=int, default=2, help="interleaved rounds of the speed part")
     parser.add_argument("--write", action="store_true", help="write bench/RESULTS.md")
     args = parser.parse_args()
     ops = args.ops.split(",")
@@ -103,6 +106,17 @@ def main() -> None:
         begun = time.monotonic()
         rows = jobcount.run(args.counts, jobcount.ROUNDS)
         publish("jobcount", jobcount_report(rows, machine(), time.monotonic() - begun), args.write)
+    if args.part in ("all", "speed"):
+        print("timing a 24 MP job alone and under load, then beside libvips…", flush=True)
+        begun = time.monotonic()
+        times = latency.run(args.speed_rounds, 3, 8, args.clients, images)
+        reference = vips.run(args.speed_rounds + 1, images[-1])
+        publish("speed", speed_report(times, reference, args, machine(), time.monotonic() - begun), args.write)
+    if args.part in ("all", "webmemory"):
+        print("filling 200 sessions…", flush=True)
+        begun = time.monotonic()
+        marks = webmemory.run(200, 10, 100)
+        publish("webmemory", webmemory_report(marks, machine(), time.monotonic() - begun), args.write)
     if args.part == "runners":
         runners(args, ops, images, tiny, started)
 
@@ -175,6 +189,60 @@ def jobcount_report(rows: list[dict], host: str, seconds: float) -> str:
             f"median of {jobcount.ROUNDS} interleaved rounds of each request (a page of 10 from "
             "`/api/session`; the POST's job is deleted again)."
             f" {seconds:.0f} s.\n\n{jobcount.table(rows)}\n")
+
+
+def speed_report(times: dict, reference: dict, args: argparse.Namespace, host: str, seconds: float) -> str:
+    """A 24 MP all-ops job: alone, among four clients, and beside libvips; with the targets."""
+    alone = times["the free cores"]["alone_s"]
+    before = times["1 thread a job"]
+    ratio = reference["darkroom"]["s"] / reference["libvips"]["s"]
+    checks = [
+        ("a 24 MP photo with all nine ops, alone, in under 3 s", f"{alone:.2f} s", alone < 3),
+        ("faster alone than on one thread", f"{alone:.2f} vs {before['alone_s']:.2f} s", alone < before["alone_s"]),
+        (f"jobs/s of {args.clients} clients not below one thread's",
+         f"{times['the free cores']['jobs_per_s']:.3f} vs {before['jobs_per_s']:.3f}",
+         times["the free cores"]["jobs_per_s"] >= before["jobs_per_s"]),
+        ("job time within 1.2× of libvips's", f"{ratio:.2f}×", ratio <= 1.2),
+    ]
+    return "\n".join([
+        "## A 24 MP photo with all nine ops",
+        "",
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {host}. Over HTTP: gunicorn, 1 worker × 4 threads, "
+        f"the app's defaults but for the job's threads; {args.speed_rounds} interleaved rounds of a server each, "
+        f"per server 3 jobs alone after one to warm up (median latency) and 8 jobs from {args.clients} clients "
+        "at once on 12/16/21/24 MP photos. Beside libvips: one process per side and round "
+        f"({args.speed_rounds + 1} rounds, medians), the job itself (bench/vips.py). {seconds:.0f} s.",
+        "",
+        latency.table(times, args.clients),
+        "",
+        vips.table(reference),
+        "",
+        "| target | figure | met |",
+        "|---|---|---|",
+        *[f"| {name} | {figure} | {'yes' if ok else '**no**'} |" for name, figure, ok in checks],
+    ]) + "\n"
+
+
+def webmemory_report(marks: dict[str, float], host: str, seconds: float) -> str:
+    first = next(iter(marks.values()))
+    growth = list(marks.values())[1] - first
+    rows = [f"| {name} | {mb:.1f} | {mb - first:+.1f} MB |" for name, mb in marks.items()]
+    met = "yes" if growth <= 5 else "**no**"
+    return "\n".join([
+        "## The web process over many sessions",
+        "",
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {host}. Gunicorn, 1 worker × 4 threads; 200 sessions "
+        "of 10 tiny jobs each, each job followed by a look at the gallery and a page of `/api/session` "
+        f"(bench/webmemory.py). {seconds:.0f} s.",
+        "",
+        "| web worker RSS | MB | growth |",
+        "|---|---|---|",
+        *rows,
+        "",
+        "| target | figure | met |",
+        "|---|---|---|",
+        f"| after 2,000 jobs in 200 sessions within +5 MB of after 100 | {growth:+.1f} MB | {met} |",
+    ]) + "\n"
 
 
 def runners(args: argparse.Namespace, ops: list[str], images: list[bytes], tiny: bytes, started: float) -> None:

@@ -300,7 +300,8 @@ def render(
     first = src.frames[0]
     photographic = is_photographic(first, src.format)
     decoded: dict[str, Any] = {"width": src.shown[0], "height": src.shown[1],
-                               "previews": save_previews(first, out_dir, "source", icc=src.icc)}
+                               "previews": save_previews(first, out_dir, "source", icc=src.icc,
+                                                         file=None if src.animated else (src.format, src.shown))}
     if src.count > 1:
         decoded["frames" if src.animated else "pictures"] = src.count
 
@@ -312,7 +313,8 @@ def render(
         written["ms"] = round((time.perf_counter() - started) * 1000, 1)
         # A JPEG has no alpha: its preview shows the white background it was written on.
         written["previews"] = save_previews(results[0], out_dir, call.stem, opaque=written["format"] == "JPEG",
-                                            icc=src.icc)
+                                            icc=src.icc, file=None if "frames" in written else
+                                            (written["format"], (written["width"], written["height"])))
         return {"op": call.spec, "label": call.label, **written}
 
     workers = decoded["threads"] = min(threads, len(calls), threads_memory_allows(src.frames))

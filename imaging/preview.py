@@ -18,17 +18,24 @@ from .colour import flatten
 #: The long sides of the previews, smallest first: 1× and 2× a tile.
 PREVIEW_SIZES = (240, 480)
 PREVIEW_QUALITY = 75
+#: Formats a tile may show as they are, where the image is no larger than the smallest preview.
+SHOWN_AS_IS = {"JPEG", "PNG", "GIF", "WEBP"}
 
 
 def save_previews(
     im: Image.Image, out_dir: Path, stem: str, *, opaque: bool = False, icc: bytes | None = None,
+    file: tuple[str, tuple[int, int]] | None = None,
 ) -> list[dict[str, Any]]:
     """Write WebP previews of ``im`` at each of PREVIEW_SIZES and describe them, smallest first.
 
-    An image smaller than a preview size gets no larger copy of itself. With
+    An image smaller than a preview size gets no larger copy of itself, and
+    none at all if its ``file`` (a still image: its format and size) is one
+    every browser shows, no larger than the smallest preview: its tile shows the file. With
     ``opaque`` (the output is a JPEG), the previews show the background the
     output was flattened onto. ``icc`` tags colour previews with a kept wide-gamut profile.
     """
+    if file and file[0] in SHOWN_AS_IS and max(file[1]) <= PREVIEW_SIZES[0]:
+        return []
     previews: list[dict[str, Any]] = []
     current = im
     for size in sorted(PREVIEW_SIZES, reverse=True):

@@ -26,19 +26,38 @@ def article_ids(page):
 
 
 def test_every_image_of_a_job_has_small_webp_previews(client):
-    job = upload(client, image_bytes((3000, 2000)), ops=["grayscale", "rotate", "thumbnail:100"]).get_json()
+    job = upload(client, image_bytes((3000, 2000)), ops=["grayscale", "rotate", "thumbnail:300"]).get_json()
     for entry in [job["source"], *job["outputs"]]:
         sizes = [(p["width"], p["height"]) for p in entry["previews"]]
         assert entry["preview_url"] == entry["previews"][-1]["url"]
         for preview in entry["previews"]:
             im = decode(client.get(preview["url"]).data)
             assert im.format == "WEBP" and im.size == (preview["width"], preview["height"])
-        if entry.get("op") == "thumbnail:100":
-            assert sizes == [(100, 67)]  # no copy larger than the image itself
+        if entry.get("op") == "thumbnail:300":
+            assert sizes == [(240, 160), (300, 200)]  # no copy larger than the image itself
         elif entry.get("op") == "rotate":
             assert sizes == [(160, 240), (320, 480)]
         else:
             assert sizes == [(240, 160), (480, 320)]
+
+
+def test_an_image_no_larger_than_a_tile_is_its_own_preview(client):
+    """A tile shows a small JPEG, PNG or still GIF itself: copying it to WebP would only cost the job time."""
+    job = upload(client, image_bytes((200, 150)), ops=["grayscale", "thumbnail:100", "resize:480x480"]).get_json()
+    small = [job["source"], *job["outputs"][:2]]
+    assert [(e["format"], e["previews"]) for e in small] == [("JPEG", []), ("JPEG", []), ("JPEG", [])]
+    assert all(e["preview_url"] == e["url"] for e in small)
+    assert [(p["width"], p["height"]) for p in job["outputs"][2]["previews"]] == [(240, 180), (480, 360)]
+    page = client.get("/").get_data(as_text=True)
+    assert f'<img src="{job["outputs"][0]["url"]}"' in page
+    # A HEIC is not shown by every browser: small as it is, it gets its preview.
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    buf = io.BytesIO()
+    Image.new("RGB", (200, 150), (40, 120, 200)).save(buf, "HEIF")
+    heic = upload(client, buf.getvalue(), ops=["grayscale"], name="IMG_2.HEIC").get_json()
+    assert [(p["width"], p["height"]) for p in heic["source"]["previews"]] == [(200, 150)]
 
 
 def test_a_jpeg_output_of_a_transparent_image_previews_on_white(tmp_path):
