@@ -70,7 +70,7 @@ def render_one(im, name: str, out: Path) -> None:
     from imaging.ops import parse_op
 
     call = parse_op(name)
-    save(call.apply(im), out, call.stem, Encoding(), photographic=True, metadata={})
+    save([call.apply(im)], out, call.stem, Encoding(), photographic=True, metadata={})
 
 
 def main() -> None:
