@@ -119,7 +119,8 @@ def package(session: nox.Session) -> None:
     with session.chdir(top):
         # The merging save's tests need session stores and gunicorn; they run from the source tree in `make test`.
         session.run(str(venv / "bin" / "pytest"), "-q", "-p", "no:cacheprovider", "tests/handoff",
-                    "--ignore=tests/handoff/matrix", "-m", "not gunicorn", external=True, env={"PYTHONPATH": ""})
+                    "--ignore=tests/handoff/matrix", "-m", "not gunicorn", "-o", "pythonpath=", external=True,
+                    env={"PYTHONPATH": ""})
 
 
 @nox.session(python=False)
