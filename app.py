@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 from flask import Flask
 from flask.logging import default_handler
@@ -20,7 +21,7 @@ from web import cli, errors, files, gallery, health, jobs, limits, logs, metrics
 handoff = Handoff(session_id=sessions.workspace_id, reraise=[imaging.BadImage])
 
 
-def create_app(test_config: dict | None = None, instance_path: str | None = None) -> Flask:
+def create_app(test_config: dict[str, Any] | None = None, instance_path: str | None = None) -> Flask:
     """Create and configure the Darkroom app.
 
     The instance folder is ``instance/`` beside this file unless ``instance_path``

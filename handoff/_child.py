@@ -250,7 +250,8 @@ def import_string(path: str) -> Callable[[], Any]:
     """Return the object named by ``"package.module:attribute"``."""
     module_name, _, attribute = path.partition(":")
     module = __import__(module_name, fromlist=[attribute])
-    return getattr(module, attribute)
+    found: Callable[[], Any] = getattr(module, attribute)
+    return found
 
 
 def _settle(conn: Connection) -> None:

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from flask import Flask, current_app, has_request_context, jsonify, request, session
 from flask.typing import ResponseReturnValue
@@ -193,9 +193,10 @@ def _merge_sessions(app: Flask, state: _State) -> None:
 
 def _state() -> _State:
     try:
-        return current_app.extensions["handoff"]
+        state: _State = current_app.extensions["handoff"]
     except KeyError:
         raise RuntimeError("handoff is not set up on this app: call Handoff(app) or handoff.init_app(app)") from None
+    return state
 
 
 def _default_answer(exc: HandoffError) -> ResponseReturnValue:
@@ -290,7 +291,7 @@ def run(fn: Callable[..., T], /, *args: Any, timeout: float | None = None, note:
     if outcome["status"] == "ok":
         if uses_session:
             _merge(call)
-        return outcome["value"]
+        return cast(T, outcome["value"])
     if folder:
         call.record_path.unlink(missing_ok=True)  # a failed call's writes are never applied
     raise _error(call.fn_name, outcome, limit, state.memory_mb)

@@ -128,7 +128,8 @@ def mp_context(method: str = "forkserver", preload: Sequence[str] = ()) -> ForkS
 
 def forkserver_pid() -> int | None:
     """The pid of this process's forkserver, if it has started one."""
-    return multiprocessing.forkserver._forkserver._forkserver_pid  # type: ignore[attr-defined]
+    pid: int | None = multiprocessing.forkserver._forkserver._forkserver_pid  # type: ignore[attr-defined]
+    return pid
 
 
 def _process_state(pid: int) -> str | None:

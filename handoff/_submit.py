@@ -55,9 +55,10 @@ class Handle:
 
     def _lease(self) -> dict[str, Any] | None:
         try:
-            return json.loads(self.lease_path.read_text(encoding="utf-8"))
+            found: dict[str, Any] = json.loads(self.lease_path.read_text(encoding="utf-8"))
         except (FileNotFoundError, ValueError):
             return None
+        return found
 
     def _lost(self) -> bool:
         # Lost once both its child and its web process (which records the child's end) are gone, on
@@ -76,9 +77,10 @@ class Handle:
     def progress(self) -> dict[str, Any] | None:
         """The call's latest ``report(...)``, or None."""
         try:
-            return json.loads(self.progress_path.read_text(encoding="utf-8"))
+            note: dict[str, Any] = json.loads(self.progress_path.read_text(encoding="utf-8"))
         except (FileNotFoundError, ValueError):
             return None
+        return note
 
     def result(self, timeout: float | None = 0.0) -> Any:
         """Wait up to ``timeout`` seconds (None: forever) for the call, then collect it.

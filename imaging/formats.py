@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 from PIL import Image
@@ -129,7 +130,7 @@ def other_format(path: Path, head: bytes) -> str | None:
         return None
 
 
-def _boxes(data: bytes, start: int, end: int):
+def _boxes(data: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
     """The ISO-BMFF boxes between ``start`` and ``end``: (type, body start, body end)."""
     while start + 8 <= end:
         size, kind = int.from_bytes(data[start:start + 4], "big"), data[start + 4:start + 8]

@@ -72,7 +72,7 @@ def run_job(spec: JobSpec) -> Result:
                    percent=progress_percent(calls, done))
 
     try:
-        # Other jobs running on this machine keep the cores they claimed: this one takes what is left.
+        # The other jobs running on this machine keep the cores they claimed: this one takes what is left.
         with claimed_cores(min(len(calls), spec.get("threads") or machine_cores())) as threads:
             decoded, outputs = render(
                 ws.job_dir(job_id) / spec["source"]["file"], ws.job_dir(job_id), ops,

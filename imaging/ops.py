@@ -17,6 +17,9 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
+#: An op's function: ``(Image) -> Image``, or ``(Image, value) -> Image`` for an op with a param.
+OpFunction = Callable[..., Image.Image]
+
 
 class BadOp(ValueError):
     """An op name or argument the registry does not accept (a user error)."""
@@ -97,10 +100,10 @@ def register(
     name: str, label: str, *, shrinks: bool = False, param: Param | None = None,
     needs: Callable[[Any], tuple[int, int]] | None = None, cost: float = Op.cost,
     sized: Callable[[tuple[int, int], Any], tuple[int, int]] | None = None,
-):
+) -> Callable[[OpFunction], OpFunction]:
     """Decorator adding a function ``Image -> Image`` (``(Image, value) -> Image`` with a param)."""
 
-    def add(fn: Callable[..., Image.Image]) -> Callable[..., Image.Image]:
+    def add(fn: OpFunction) -> OpFunction:
         OPS[name] = Op(name, label, fn, shrinks, param, needs, cost, sized)
         return fn
 

@@ -14,8 +14,10 @@ from filelock import BaseFileLock
 # guards every id that comes back in a URL before it gets near the filesystem.
 # (filelock's strict variant is not offered as a lock type: a holder killed
 # while holding it wedges the workspace until someone deletes the file by hand.)
-from handoff.files import LOCK_TYPES, is_live, is_valid_id, lease, new_lock, read_json, write_json
-from handoff.files import new_id as new_id  # part of storage's API
+from handoff.files import LOCK_TYPES as LOCK_TYPES  # these three are part of storage's API
+from handoff.files import is_live, lease, new_lock, read_json, write_json
+from handoff.files import is_valid_id as is_valid_id
+from handoff.files import new_id as new_id
 
 #: The file in a job directory naming the process that made it (a lease: host, pid, deadline).
 OWNER_FILE = "owner.json"

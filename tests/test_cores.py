@@ -4,6 +4,8 @@ import io
 import json
 import logging
 
+from contextlib import ExitStack
+
 from conftest import decode, upload
 from PIL import Image
 
@@ -23,16 +25,33 @@ def threads_of_jobs(caplog):
     return [json.loads(r.getMessage())["threads"] for r in caplog.records if r.name == "darkroom.jobs"]
 
 
+def test_each_job_counts_the_threads_of_the_others(tmp_path):
+    cores = machine_cores()
+    assert cores >= 2, "this test needs a machine of two cores or more"
+    with claimed_cores(8, tmp_path) as alone:
+        assert alone == min(8, cores)
+    with ExitStack() as others:
+        one_thread_jobs = [others.enter_context(claimed_cores(1, tmp_path)) for _ in range(cores - 1)]
+        assert one_thread_jobs == [1] * (cores - 1)
+        with claimed_cores(8, tmp_path) as last_core:
+            assert last_core == 1
+            with claimed_cores(8, tmp_path) as none_left:
+                assert none_left == 1  # a job always runs, on one thread
+    with claimed_cores(8, tmp_path) as again:  # every claim ended with its block
+        assert again == min(8, cores)
+
+
 def test_a_job_takes_the_cores_no_other_job_claimed(make_app, caplog):
-    """Alone, it takes a core per output up to the machine's; with every core claimed, it runs on one."""
+    """Alone, it takes a core per output up to the machine's; among jobs of one thread each, it runs on one."""
     assert machine_cores() >= 2, "this test needs a machine of two cores or more"
     client = make_app(DARKROOM_LOG_FORMAT="json").test_client()
     photo = noise_jpeg((600, 400))
     with caplog.at_level(logging.INFO, logger="darkroom.jobs"):
         alone = upload(client, photo, ops=OPS)
-        with claimed_cores(machine_cores()) as held:  # as another job's child would, from this process
+        with ExitStack() as others:  # as other jobs' children would, from this process
+            held = [others.enter_context(claimed_cores(1)) for _ in range(machine_cores())]
             crowded = upload(client, photo, ops=OPS)
-        assert held == machine_cores()
+        assert held == [1] * machine_cores()
         one_output = upload(client, photo, ops=["sepia"])
     assert [r.status_code for r in (alone, crowded, one_output)] == [201, 201, 201]
     assert threads_of_jobs(caplog) == [min(len(OPS), machine_cores()), 1, 1]

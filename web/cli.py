@@ -20,7 +20,7 @@ from .uploads import UPLOADS_DIR
 def delete_expired_sessions() -> int:
     """Delete expired session rows; return how many went."""
     model, db = session_table(current_app)
-    count = model.query.filter(model.expiry <= naive_utc_now()).delete()
+    count: int = model.query.filter(model.expiry <= naive_utc_now()).delete()
     db.session.commit()
     return count
 

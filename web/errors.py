@@ -18,8 +18,10 @@ from flask import (
     session,
     url_for,
 )
+from flask.typing import ResponseReturnValue
 from flask_limiter import RateLimitExceeded
 from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response
 
 import handoff
 import imaging
@@ -60,7 +62,7 @@ def has_session() -> bool:
 
 def error_response(
     status: int, message: str, headers: dict[str, str] | None = None, *, can_flash: bool = True, **fields: str,
-):
+) -> Response:
     """Answer an error as JSON (``{"error": message, **fields}``), as a flash message on the form, or as a page.
 
     ``fields`` are machine-readable details: ``kind`` (a refusal's class), ``error_id`` (a bug's log id).
@@ -99,7 +101,7 @@ def form_too_large() -> str | None:
 DATABASE_UNAVAILABLE = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.PendingRollbackError)
 
 
-def _database_busy(exc: Exception):
+def _database_busy(exc: Exception) -> ResponseReturnValue:
     """503 for a session database that did not answer in time, saying what is known to be saved."""
     current_app.logger.warning("session database unavailable: %s", exc)
     job = g.get("saved_job")
@@ -116,7 +118,7 @@ def _database_busy(exc: Exception):
     return error_response(503, message, {"Retry-After": "5"}, can_flash=False)
 
 
-def _http_error(exc: HTTPException):
+def _http_error(exc: HTTPException) -> ResponseReturnValue:
     if isinstance(getattr(exc, "original_exception", None), DATABASE_UNAVAILABLE):
         return _database_busy(exc.original_exception)  # type: ignore[attr-defined]
     if exc.code == 413 and (message := form_too_large()):
@@ -136,7 +138,7 @@ def _http_error(exc: HTTPException):
 RATE_NAMES = {JOB_SCOPE: "job_rate", ZIP_SCOPE: "zip_rate"}
 
 
-def _too_many(exc: RateLimitExceeded):
+def _too_many(exc: RateLimitExceeded) -> ResponseReturnValue:
     metrics.count_refusal(RATE_NAMES.get(str(exc.limit.scope), "bytes"))
     seconds = retry_after(current_app)
     return error_response(429, f"{exc.description} {try_again_in(seconds)}", {"Retry-After": str(seconds)})
@@ -145,14 +147,14 @@ def _too_many(exc: RateLimitExceeded):
 STORAGE_FULL = InsufficientStorage.description
 
 
-def _os_error(exc: OSError):
+def _os_error(exc: OSError) -> ResponseReturnValue:
     if storage.is_disk_full(exc):
         current_app.logger.error("storage full: %s", exc)
         return error_response(507, STORAGE_FULL)
     return _unexpected(exc)
 
 
-def _child_failed(exc: handoff.ChildFailed):
+def _child_failed(exc: handoff.ChildFailed) -> ResponseReturnValue:
     if exc.errno in storage.DISK_FULL_ERRNOS:
         return error_response(507, STORAGE_FULL)
     if exc.out_of_memory:
@@ -188,7 +190,7 @@ def saved_but_failed() -> str:
             "reload the page to see it.")
 
 
-def _unexpected(exc: BaseException):
+def _unexpected(exc: BaseException) -> ResponseReturnValue:
     error_id = log_bug(exc)
     return error_response(500, bug_message(error_id), error_id=error_id)
 

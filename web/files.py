@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import quote
 
 from flask import Blueprint, Response, abort, request, send_file
+from flask.typing import ResponseReturnValue
 from zipstream import ZIP_STORED, ZipStream
 
 import storage
@@ -22,7 +23,7 @@ NO_IMAGES_YET = "There are no images to download yet."
 
 def user_stem(job: dict[str, Any]) -> str:
     """The user's file name without its extension ("holiday"), as shown; made safe where it names a file."""
-    name = job["source"]["name"]
+    name: str = job["source"]["name"]
     return name.rsplit(".", 1)[0] if "." in name.lstrip(".") else name
 
 
@@ -72,7 +73,7 @@ def immutable(response: Response) -> Response:
 
 
 @bp.get("/files/<job_id>/<filename>")
-def serve(job_id: str, filename: str):
+def serve(job_id: str, filename: str) -> ResponseReturnValue:
     """Send one image listed in the requesting session's manifest; 404 for anything else.
 
     ``?download=1`` asks the browser to save it rather than show it. Either
@@ -142,7 +143,7 @@ def unique_folders(jobs: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any],
 
 
 @bp.get("/jobs/<job_id>/download.zip")
-def download_job(job_id: str):
+def download_job(job_id: str) -> ResponseReturnValue:
     """Stream one job's original and outputs as a ZIP (stored: images are compressed already)."""
     ws, job = session_job(job_id)
     archive = ZipStream(compress_type=ZIP_STORED, sized=True)
@@ -151,7 +152,7 @@ def download_job(job_id: str):
 
 
 @bp.get("/download.zip")
-def download_all():
+def download_all() -> ResponseReturnValue:
     """Stream every job of the session as a ZIP, one folder per job, oldest first."""
     # A client without a workspace has no images, and must not be given one by asking.
     if not has_workspace():

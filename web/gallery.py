@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, send_file, url_for
+from flask.typing import ResponseReturnValue
 
 import handoff
 import storage
@@ -105,11 +106,11 @@ def _saving(before: int, after: int) -> str:
 
 def _same_shape(a: dict[str, Any], b: dict[str, Any]) -> bool:
     """Whether two images have the same aspect ratio (within 2%): a slider between them lines up."""
-    return abs(a["width"] * b["height"] - b["width"] * a["height"]) <= 0.02 * a["width"] * b["height"]
+    return bool(abs(a["width"] * b["height"] - b["width"] * a["height"]) <= 0.02 * a["width"] * b["height"])
 
 
 @bp.get("/jobs/<job_id>/view/<int:index>")
-def view(job_id: str, index: int):
+def view(job_id: str, index: int) -> ResponseReturnValue:
     """Show one image of a job filling the window: the original (0), or an output against the original.
 
     ``mode``: ``slider`` (one picture, split between before and after) or
@@ -141,7 +142,7 @@ def view(job_id: str, index: int):
 
 
 @bp.get("/jobs/<job_id>/screen/<int:index>")
-def screen(job_id: str, index: int):
+def screen(job_id: str, index: int) -> ResponseReturnValue:
     """Image ``index`` of a job at screen size (WebP), made in a child the first time it is asked for.
 
     If it cannot be made now (the server is busy, the file does not decode),

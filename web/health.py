@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from flask import Blueprint, current_app
+from flask.typing import ResponseReturnValue
 from sqlalchemy import text
 
 import handoff
@@ -29,7 +30,7 @@ Check = tuple[str, str]
 
 
 @bp.get("/healthz")
-def healthz():
+def healthz() -> ResponseReturnValue:
     """Liveness: the process answers requests. No database, no disk."""
     return {"status": "alive"}
 
@@ -99,7 +100,7 @@ CHECKS: dict[str, Callable[[], Check]] = {
 
 
 @bp.get("/readyz")
-def readyz():
+def readyz() -> ResponseReturnValue:
     """Readiness: 200 if a job can be taken now, else 503; each part's verdict and how long it took."""
     results = {}
     for name, check in CHECKS.items():

@@ -22,6 +22,7 @@ from flask import (
     session,
     url_for,
 )
+from flask.typing import ResponseReturnValue
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import HTTPException
 
@@ -49,7 +50,7 @@ def idempotency_key() -> str | None:
     return key
 
 
-def replay(ws: storage.Workspace, key: str):
+def replay(ws: storage.Workspace, key: str) -> ResponseReturnValue | None:
     """Answer a retried upload: the job its key already made, or 409 while that job still runs."""
     manifest = storage.load_manifest(ws)
     job = next((j for j in manifest["jobs"] if j.get("idempotency_key") == key), None)
@@ -162,7 +163,7 @@ def form_choices() -> dict[str, Any]:
 
 
 @bp.get("/")
-def index():
+def index() -> ResponseReturnValue:
     """Show the upload form, the jobs still running and a page of the gallery, newest job first."""
     handoff.Handoff.warm_up()  # a visitor is about to upload: have children waiting by then
     ws = current_workspace()
@@ -277,7 +278,7 @@ def done_message(job: dict[str, Any], done: str = "Done") -> str:
 
 
 @bp.post("/jobs")
-def create():
+def create() -> ResponseReturnValue:
     """Accept uploads, render each one's derivatives in a child, hand them back into the session.
 
     The page sends one file per request; a form posted without JavaScript
@@ -342,7 +343,7 @@ MAX_JOBS_PER_ANSWER = 100
 
 
 @bp.get("/api/session")
-def session_json():
+def session_json() -> ResponseReturnValue:
     """Return a page of the session's jobs, oldest first, and the cursor of the next page.
 
     ``?limit=N`` (1 to 100, 100 by default) and ``?after=<job id>`` (the
@@ -371,14 +372,14 @@ def session_json():
 
 
 @bp.get("/api/progress")
-def progress():
+def progress() -> ResponseReturnValue:
     """Return what the session's running children are doing right now."""
     ws = current_workspace()
     return {"running": [gallery.running_json(n) for n in storage.running_jobs(ws, handoff.running(ws.id))]}
 
 
 @bp.post("/jobs/<job_id>/delete")
-def delete(job_id: str):
+def delete(job_id: str) -> ResponseReturnValue:
     """Delete one job of this session."""
     ws = current_workspace()
     job = storage.find_job(storage.load_manifest(ws), job_id) if storage.is_valid_id(job_id) else None
@@ -393,7 +394,7 @@ def delete(job_id: str):
 
 
 @bp.post("/session/clear")
-def clear():
+def clear() -> ResponseReturnValue:
     """Delete every job of this session and its files."""
     had_jobs = has_workspace()  # a client without a workspace has nothing to clear, nor a row to write
     if had_jobs:

@@ -55,17 +55,17 @@ def human_size(n: float) -> str:
 
 def job_rate() -> str:
     """The ``DARKROOM_CLIENT_JOB_RATE`` limit string, e.g. ``60 per minute; 600 per hour``."""
-    return current_app.config["DARKROOM_CLIENT_JOB_RATE"]
+    return str(current_app.config["DARKROOM_CLIENT_JOB_RATE"])
 
 
 def session_rate() -> str:
     """The ``DARKROOM_CLIENT_SESSION_RATE`` limit string: new sessions one address may start."""
-    return current_app.config["DARKROOM_CLIENT_SESSION_RATE"]
+    return str(current_app.config["DARKROOM_CLIENT_SESSION_RATE"])
 
 
 def zip_rate() -> str:
     """The ``DARKROOM_CLIENT_ZIP_RATE`` limit string: ZIP downloads one address may ask for."""
-    return current_app.config["DARKROOM_CLIENT_ZIP_RATE"]
+    return str(current_app.config["DARKROOM_CLIENT_ZIP_RATE"])
 
 
 def take(rate: str, scope: str) -> int | None:

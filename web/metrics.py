@@ -20,6 +20,7 @@ import shutil
 from typing import Any
 
 from flask import Blueprint, Flask, Response, abort, current_app, request
+from flask.typing import ResponseReturnValue
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -118,13 +119,13 @@ def _allowed() -> bool:
 
 
 @bp.get("/metrics")
-def metrics():
+def metrics() -> ResponseReturnValue:
     """Every process's numbers, in Prometheus's text format; 403 for anyone not allowed."""
     if not _allowed():
         abort(403, "The metrics are for the server's operators.")
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     else:
         registry = REGISTRY
     storage = CollectorRegistry()

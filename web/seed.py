@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, render_template, session
+from flask.typing import ResponseReturnValue
 
 import handoff
 
@@ -18,13 +19,13 @@ def visible_items() -> str:
 
 
 @bp.get("/about")
-def about():
+def about() -> ResponseReturnValue:
     """Explain what Darkroom is for, and what the three demo pages show developers."""
     return render_template("seed/about.html", lifetime_days=lifetime_days())
 
 
 @bp.get("/baseline")
-def baseline():
+def baseline() -> ResponseReturnValue:
     """Call ``write_to_session`` in the web process: it can write to the session directly."""
     session["outside_function"] = "outside"
     initial = visible_items()
@@ -33,7 +34,7 @@ def baseline():
 
 
 @bp.get("/multi")
-def multi():
+def multi() -> ResponseReturnValue:
     """Call ``write_to_session`` in a child; ``handoff`` applies its write to the session after ``join()``."""
     session["outside_function"] = "outside"
     initial = visible_items()
@@ -43,7 +44,7 @@ def multi():
 
 
 @bp.get("/value")
-def value():
+def value() -> ResponseReturnValue:
     """Get a string back from a child (what ``Value(c_wchar_p)`` cannot do)."""
     after = handoff.run(seed_child.return_value)
     return render_template("seed/value.html", initial="Hello initial!", after=after)

@@ -209,7 +209,7 @@ def sync_jobs(ws: storage.Workspace, manifest: storage.manifest.Manifest) -> lis
     with a list read before the other's job was recorded; the manifest cannot
     lose a job, so every view reads it and repairs the list from it.
     """
-    jobs = manifest["jobs"]
+    jobs: list[dict[str, Any]] = manifest["jobs"]
     if jobs:
         keep_workspace(ws)
     # The row carries the newest jobs only: it is read and written with every
