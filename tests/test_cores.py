@@ -3,7 +3,6 @@
 import io
 import json
 import logging
-
 from contextlib import ExitStack
 
 from conftest import decode, upload
