@@ -24,6 +24,7 @@ import math
 import os
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,8 +67,9 @@ def perform(call: Call) -> Outcome:
 class CeleryRunner(_runners.Runner):
     """Sends each call to the Celery worker and waits for its result."""
 
-    def _run(self, call: Call, timeout: float) -> Outcome:
+    def _run(self, call: Call, timeout: float, sent: threading.Event) -> Outcome:
         result = perform.apply_async((call,))
+        sent.set()  # queued: the broker holds it now
         try:
             return {**result.get(timeout=timeout), "exitcode": 0}
         except celery.exceptions.TimeoutError:
@@ -84,8 +86,9 @@ class RQRunner(_runners.Runner):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self._queue = rq.Queue(QUEUE, connection=redis.Redis.from_url(REDIS_URL))
 
-    def _run(self, call: Call, timeout: float) -> Outcome:
+    def _run(self, call: Call, timeout: float, sent: threading.Event) -> Outcome:
         job = self._queue.enqueue(_child.perform, call, job_timeout=math.ceil(timeout), result_ttl=600)
+        sent.set()  # queued: the broker holds it now
         result = job.latest_result(timeout=math.ceil(timeout))
         if result is None:
             job.cancel()
