@@ -1,6 +1,7 @@
 """``python -m bench.previews``: what the gallery's previews add to a job, and what they weigh.
 
-Renders a 24 MP photo with all nine built-in ops, interleaving rounds with the
+Renders a 24 MP photo with all nine built-in ops on the machine's cores, as a
+job alone does, interleaving rounds with the
 previews written and without them (``save_previews`` replaced by a no-op for
 the measurement only), and prints the medians, the difference and the bytes
 of the previews against those of the full files.
@@ -16,6 +17,7 @@ from unittest import mock
 
 from bench.load import make_photo
 from imaging import pipeline
+from storage.cores import machine_cores
 
 OPS = ["thumbnail", "resize", "grayscale", "blur", "sharpen", "edges", "sepia", "rotate", "invert"]
 
@@ -32,7 +34,7 @@ def main(rounds: int = 3) -> None:
                 with mock.patch.object(pipeline, "save_previews", pipeline.save_previews if previews else
                                        (lambda *args, **kwargs: [])):
                     started = time.perf_counter()
-                    decoded, outputs = pipeline.render(source, out, OPS, 10**9)
+                    decoded, outputs = pipeline.render(source, out, OPS, 10**9, threads=machine_cores())
                     seconds[previews].append(time.perf_counter() - started)
         without, with_ = statistics.median(seconds[False]), statistics.median(seconds[True])
         full = source.stat().st_size + sum(o["bytes"] for o in outputs)
