@@ -30,15 +30,18 @@ def machine_cores() -> int:
 
 
 def _acquired(slot: Path) -> int | None:
-    """The slot's file, locked (its descriptor), or None if another job's thread holds it.
+    """The slot's file, locked (its descriptor), or None if another job's thread holds it (or it cannot be had).
 
     ``flock`` itself: filelock's lock object costs a fifth of a millisecond
     each, a sixtieth of a tiny job, where this costs a few microseconds.
     """
-    fd = os.open(slot, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:  # never through a link: the folder is in a place every user may write to
+        fd = os.open(slot, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    except OSError:
+        return None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    except OSError:  # BlockingIOError: held
         os.close(fd)
         return None
     return fd
@@ -46,8 +49,15 @@ def _acquired(slot: Path) -> int | None:
 
 @contextmanager
 def claimed_cores(wanted: int, folder: Path = CORES_DIR) -> Iterator[int]:
-    """Hold the block's share of the cores: yields how many threads it may run, at most ``wanted``, at least 1."""
-    folder.mkdir(mode=0o700, exist_ok=True)
+    """Hold the block's share of the cores: yields how many threads it may run, at most ``wanted``, at least 1.
+
+    Where the slots cannot be had (no such folder can be made), the block runs on one thread.
+    """
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+    except OSError:
+        yield 1
+        return
     cores = machine_cores()
     slots = [folder / f"slot-{n}.lock" for n in range(SLOTS_PER_CORE * cores)]
     taken: list[int] = []

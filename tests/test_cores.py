@@ -40,6 +40,19 @@ def test_each_job_counts_the_threads_of_the_others(tmp_path):
         assert again == min(8, cores)
 
 
+def test_a_slot_is_never_opened_through_a_link_and_a_job_without_slots_runs_on_one_thread(tmp_path):
+    folder = tmp_path / "cores"
+    folder.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    (folder / "slot-0.lock").symlink_to(elsewhere)  # planted by another user of the shared folder
+    with claimed_cores(8, folder) as threads:
+        assert threads == min(8, machine_cores() - 1)  # the planted slot counts as taken
+    assert not elsewhere.exists()
+    (tmp_path / "a-file").write_text("")
+    with claimed_cores(8, tmp_path / "a-file" / "cores") as threads:  # no folder can be made there
+        assert threads == 1
+
+
 def test_a_job_takes_the_cores_no_other_job_claimed(make_app, caplog):
     """Alone, it takes a core per output up to the machine's; among jobs of one thread each, it runs on one."""
     assert machine_cores() >= 2, "this test needs a machine of two cores or more"
