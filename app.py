@@ -49,6 +49,7 @@ def create_app(test_config: dict[str, Any] | None = None, instance_path: str | N
         HANDOFF_MEMORY_MB=2048,
         DARKROOM_MAX_PIXELS=60_000_000,
         DARKROOM_JOB_THREADS=None,
+        DARKROOM_CORES_DIR=None,
         DARKROOM_PAGE_SIZE=10,
         DARKROOM_SESSION_JOBS=20,
         DARKROOM_DB_TIMEOUT=2.0,

@@ -16,10 +16,9 @@ from pathlib import Path
 from unittest import mock
 
 from bench.load import make_photo
+from bench.vips import OPS
 from imaging import pipeline
 from storage.cores import machine_cores
-
-OPS = ["thumbnail", "resize", "grayscale", "blur", "sharpen", "edges", "sepia", "rotate", "invert"]
 
 
 def main(rounds: int = 3) -> None:

@@ -11,13 +11,14 @@ import os
 import resource
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
 from handoff import report
 from storage import Workspace, record_job
-from storage.cores import claimed_cores, machine_cores
+from storage.cores import CORES_DIR, claimed_cores, machine_cores
 
 from .encode import Encoding
 from .errors import BadImage
@@ -73,7 +74,8 @@ def run_job(spec: JobSpec) -> Result:
 
     try:
         # The other jobs running on this machine keep the cores they claimed: this one takes what is left.
-        with claimed_cores(min(len(calls), spec.get("threads") or machine_cores())) as threads:
+        with claimed_cores(min(len(calls), spec.get("threads") or machine_cores()),
+                           Path(spec.get("cores_dir") or CORES_DIR)) as threads:
             decoded, outputs = render(
                 ws.job_dir(job_id) / spec["source"]["file"], ws.job_dir(job_id), ops,
                 spec["max_pixels"], progress, Encoding(**spec.get("encoding", {})), threads,

@@ -53,15 +53,17 @@ def test_a_slot_is_never_opened_through_a_link_and_a_job_without_slots_runs_on_o
         assert threads == 1
 
 
-def test_a_job_takes_the_cores_no_other_job_claimed(make_app, caplog):
+def test_a_job_takes_the_cores_no_other_job_claimed(make_app, caplog, tmp_path):
     """Alone, it takes a core per output up to the machine's; among jobs of one thread each, it runs on one."""
     assert machine_cores() >= 2, "this test needs a machine of two cores or more"
-    client = make_app(DARKROOM_LOG_FORMAT="json").test_client()
+    # A folder of its own: jobs left running by other tests on this machine do not hold its cores.
+    cores = tmp_path / "cores"
+    client = make_app(DARKROOM_LOG_FORMAT="json", DARKROOM_CORES_DIR=str(cores)).test_client()
     photo = noise_jpeg((600, 400))
     with caplog.at_level(logging.INFO, logger="darkroom.jobs"):
         alone = upload(client, photo, ops=OPS)
         with ExitStack() as others:  # as other jobs' children would, from this process
-            held = [others.enter_context(claimed_cores(1)) for _ in range(machine_cores())]
+            held = [others.enter_context(claimed_cores(1, cores)) for _ in range(machine_cores())]
             crowded = upload(client, photo, ops=OPS)
         assert held == [1] * machine_cores()
         one_output = upload(client, photo, ops=["sepia"])

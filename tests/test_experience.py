@@ -31,7 +31,8 @@ def photos(count, prefix="photo"):
 
 
 def test_a_batch_of_70_photos_that_meets_the_rate_limit_finishes_with_all_70_done(browser, make_app, screen):
-    app = make_app(DARKROOM_CLIENT_JOB_RATE="20 per 5 seconds")
+    # 10 per 5 s: the 70 are refused more than once however fast the machine runs them.
+    app = make_app(DARKROOM_CLIENT_JOB_RATE="10 per 5 seconds")
     with serving(app) as base, open_page(browser, base, SCREENS[screen], allowed=("429 (TOO MANY REQUESTS)",)) as page:
         refused = []
         page.on("response", lambda r: r.status == 429 and refused.append(r.url))

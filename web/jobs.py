@@ -247,6 +247,7 @@ def _make_job(
         "idempotency_key": key,
         "max_pixels": current_app.config["DARKROOM_MAX_PIXELS"],
         "threads": current_app.config["DARKROOM_JOB_THREADS"],
+        "cores_dir": current_app.config["DARKROOM_CORES_DIR"],
         "plugins": current_app.config["DARKROOM_PLUGINS"],
     }
     # The call's progress note names its job: the gallery shows it from now on, and a note
