@@ -16,16 +16,17 @@ def test_upload_progress_gallery_download_and_clear(page, tmp_path):
     page.set_input_files("#image", photo(tmp_path))
     expect(page.locator("#preview-info")).to_contain_text("1600×1200")
     assert page.locator("#preview").is_visible()
-    check_ops(page, {"thumbnail", "grayscale", "slow", "sepia"})
+    check_ops(page, {"thumbnail", "grayscale", "nap", "sepia"})
 
     page.click("#submit")
     # While the child works: the queue is busy, more files may join it, and the running op is shown.
     expect(page.locator("#queue")).to_have_attribute("aria-busy", "true")
     expect(page.locator("#submit")).to_have_text("Add to this batch")
     row = page.locator("#queue li .queue-text")
-    # The outputs begin costliest first, on the cores the job may use: while the slow op runs, the
-    # row names it with how many of the others are done (all three, soon, on two threads).
-    expect(row).to_have_text(re.compile(r"^Sleep 0\.6 s \([0-3] of 4 done\)… "))
+    # The outputs begin costliest first, on the cores the job may use: while the slow op runs (3 s,
+    # so that a poll every 300 ms meets it on a busy machine), the row names it with how many of the
+    # others are done (all three, soon, on two threads).
+    expect(row).to_have_text(re.compile(r"^Sleep 3 s \([0-3] of 4 done\)… "))
     shot(page, "desktop-progress")
 
     page.wait_for_selector("article.job")
@@ -38,7 +39,7 @@ def test_upload_progress_gallery_download_and_clear(page, tmp_path):
         images.nth(i).scroll_into_view_if_needed()
     wait_until(page, "[...document.querySelectorAll('article.job img')].every(i => i.complete && i.naturalWidth > 0)")
     tiles = page.locator("article.job .tile-name").all_inner_texts()
-    assert tiles == ["Original", "Thumbnail (320 px)", "Grayscale", "Sepia", "Sleep 0.6 s"]
+    assert tiles == ["Original", "Thumbnail (320 px)", "Grayscale", "Sepia", "Sleep 3 s"]
     assert "320×240" in page.locator("article.job .tile").nth(1).inner_text()
     shot(page, "desktop-gallery")
 

@@ -77,7 +77,7 @@ def test_a_gallery_of_three_large_photos_transfers_under_2_mb(browser, live_serv
 def test_several_files_are_queued_one_job_each(screen_page, tmp_path):
     page = screen_page
     page.goto("/")
-    check_ops(page, {"grayscale", "slow"})
+    check_ops(page, {"grayscale", "nap"})
     notes = tmp_path / "notes.jpg"
     notes.write_text("not a picture")
     page.set_input_files("#image", [photo(tmp_path, (800, 600), "one.jpg"), notes,
@@ -89,7 +89,7 @@ def test_several_files_are_queued_one_job_each(screen_page, tmp_path):
     rows = page.locator("#queue li")
     expect(rows).to_have_count(3)
     assert rows.nth(0).locator("progress").get_attribute("aria-label") == "Progress of one.jpg"
-    wait_until(page, "document.querySelector('#queue .queue-text').textContent.startsWith('Sleep 0.6 s (1 of 2 done)')")
+    wait_until(page, "document.querySelector('#queue .queue-text').textContent.startsWith('Sleep 3 s (1 of 2 done)')")
     assert rows.nth(2).locator(".queue-text").inner_text() == "Waiting for its turn"
     wait_until(page, BATCH_DONE, timeout=60)
     assert [rows.nth(i).get_attribute("class") for i in range(3)] == ["ok", "error", "ok"]
@@ -102,8 +102,8 @@ def test_several_files_are_queued_one_job_each(screen_page, tmp_path):
     expect(page.locator("#status")).to_have_text("")
     assert page.locator("article.job h3").all_inner_texts() == ["two.jpg", "one.jpg"]
     # The chosen operations applied to every file, and are still chosen.
-    assert page.locator("article.job .tile-name").all_inner_texts() == ["Original", "Grayscale", "Sleep 0.6 s"] * 2
-    assert [b.get_attribute("value") for b in page.locator("input[name=ops]:checked").all()] == ["grayscale", "slow"]
+    assert page.locator("article.job .tile-name").all_inner_texts() == ["Original", "Grayscale", "Sleep 3 s"] * 2
+    assert [b.get_attribute("value") for b in page.locator("input[name=ops]:checked").all()] == ["grayscale", "nap"]
 
 
 def test_choosing_no_operation_is_refused_before_sending(page, tmp_path):
@@ -188,11 +188,11 @@ def test_no_sideways_scroll_at_390_px(browser, live_server, tmp_path):
     with open_page(browser, live_server, PHONE) as page:
         page.goto("/")
         wide = "document.documentElement.scrollWidth"
-        check_ops(page, {"thumbnail", "slow"})
+        check_ops(page, {"thumbnail", "nap"})
         page.set_input_files("#image", photo(tmp_path, (1200, 900), LONG_NAME))
         assert page.evaluate(wide) <= 390
         page.click("#submit")
-        wait_until(page, "document.querySelector('#queue .queue-text').textContent.startsWith('Sleep 0.6 s')")
+        wait_until(page, "document.querySelector('#queue .queue-text').textContent.startsWith('Sleep 3 s')")
         assert page.evaluate(wide) <= 390, "while processing"
         # The progress is on screen, not below the fold.
         assert page.locator("#queue li").bounding_box()["y"] < 844
