@@ -1,4 +1,4 @@
-"""The README's Layout section names every part of the tree it describes."""
+"""The README describes the tree as it is: its Layout names every part, its Configuration table every default."""
 
 import re
 import subprocess
@@ -45,3 +45,13 @@ def test_the_layout_names_every_top_level_entry_of_the_repository():
     missing = sorted(top for top in tops - quiet if not re.search(rf"(^|\s){re.escape(top)}", text, re.M))
     assert not missing, f"README's Layout does not name: {missing}"
     assert ".ci/run" in text and "-dev" in text and "-bench" in text
+
+
+def test_the_configuration_table_lists_every_default():
+    from web.settings import DEFAULTS
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    rows = {name for cell in re.findall(r"^\| (`[A-Z_]+`(?:, `[A-Z_]+`)*) \|", readme, re.MULTILINE)
+            for name in re.findall(r"`([A-Z_]+)`", cell)}
+    missing = sorted(set(DEFAULTS) - rows)
+    assert not missing, f"README's Configuration table does not list: {missing}"

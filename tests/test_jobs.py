@@ -199,6 +199,17 @@ def test_a_malformed_idempotency_key_is_400(client):
     assert "Idempotency-Key" in response.get_json()["error"]
 
 
+def test_darkroom_passes_handoff_its_own_defaults_and_an_operators_environment_wins(make_app, monkeypatch):
+    app = make_app()
+    assert (app.config["HANDOFF_MEMORY_MB"], app.config["HANDOFF_REHEARSAL"]) == (2048, "imaging.job:rehearse")
+    assert app.config["HANDOFF_LOCK_TYPE"] == app.config["DARKROOM_LOCK_TYPE"] == "file"
+    monkeypatch.setenv("FLASK_HANDOFF_MEMORY_MB", "700")
+    monkeypatch.setenv("FLASK_HANDOFF_LOCK_TYPE", '"soft"')
+    app = make_app()
+    assert (app.config["HANDOFF_MEMORY_MB"], app.config["HANDOFF_LOCK_TYPE"]) == (700, "soft")
+    assert app.extensions["handoff"].memory_mb == 700 and app.extensions["handoff"].lock_type == "soft"
+
+
 def test_an_operators_handoff_settings_win_and_the_children_still_preload_the_image_code(make_app, tmp_path):
     app = make_app(HANDOFF_LOCK_TYPE="soft", HANDOFF_PRELOAD=["json"], HANDOFF_REHEARSAL=None)
     assert app.config["HANDOFF_LOCK_TYPE"] == "soft" and app.config["HANDOFF_REHEARSAL"] is None

@@ -13,7 +13,8 @@ from flask.cli import with_appcontext
 import handoff
 import storage
 
-from .sessions import WORKSPACE_KEY, naive_utc_now, session_table, workspace_for
+from .sessions import WORKSPACE_KEY, workspace_for
+from .store import naive_utc_now, session_table
 from .uploads import UPLOADS_DIR
 
 
@@ -102,7 +103,11 @@ def cleanup_command(grace: float) -> None:
 
 
 def init_app(app: Flask) -> None:
-    """Register the CLI commands, and reclaim what a server killed mid-job left behind."""
+    """Register the CLI commands."""
     app.cli.add_command(cleanup_command)
+
+
+def reclaim_at_start(app: Flask) -> None:
+    """Reclaim the jobs a server killed mid-job left behind an hour ago or more (at every start)."""
     with app.app_context():
         reclaim_abandoned_jobs(grace_seconds=3600)

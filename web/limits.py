@@ -171,9 +171,6 @@ def retry_after(app: Flask) -> int:
 def init_app(app: Flask) -> None:
     """Put the per-client limits on the views that start children and store files."""
     app.config["RATELIMIT_ENABLED"] = bool(app.config["DARKROOM_CLIENT_LIMITS"])
-    app.config.setdefault("RATELIMIT_STORAGE_URI", "memory://")
-    # Redis down: count in each process's memory (a warning, once) until it answers again.
-    app.config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
     # One limiter per app (like the SQLAlchemy object): its storage and
     # switches are the app's own, never shared with another app in the process.
     limiter = Limiter(get_remote_address, app=app, strategy="fixed-window", headers_enabled=False)

@@ -74,8 +74,18 @@ def _keep_call(record: dict[str, Any]) -> None:
         g.handoff_call = record
 
 
+#: The loggers whose lines go to stderr like Flask's own log: one line per job and per call, and the
+#: limits' storage going away and coming back (not each refusal).
+LOGGERS = (("darkroom", logging.INFO), ("handoff", logging.INFO), ("flask-limiter", logging.WARNING))
+
+
 def init_app(app: Flask) -> None:
     """Give every request an id, and every log line of Flask's handler the id of its request."""
+    for name, level in LOGGERS:
+        logger = logging.getLogger(name)
+        if not logger.handlers:
+            logger.addHandler(default_handler)
+            logger.setLevel(level)
     app.before_request(_take_request_id)
     app.after_request(_send_request_id)
     with app.app_context():
