@@ -33,7 +33,7 @@ run: $(VENV)/.runtime
 test: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --cov --cov-report=term $(PYTEST_ARGS)
 	$(MAKE) handoff
 
 # The quick loop while changing code: no browser, nginx cluster, gunicorn, corpus or handoff matrix.
