@@ -19,8 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image
-
-from bench.load import Client
+from support import Client
 
 REPO = Path(__file__).resolve().parent.parent
 #: Every op, each with its default argument.

@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.load import Client, free_port
+from support import Client, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

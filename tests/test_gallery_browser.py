@@ -8,8 +8,7 @@ from browsing import BATCH_DONE, DESKTOP, PHONE, SCREENS, check_ops, expect, ope
 from conftest import image_bytes
 from flask import request
 from PIL import Image
-
-from bench.load import make_photo
+from support import make_photo
 
 pytestmark = pytest.mark.browser
 

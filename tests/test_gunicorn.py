@@ -9,8 +9,7 @@ import time
 import pytest
 from conftest import image_bytes
 from PIL import Image
-
-from bench.load import Client, Server, children_of, descendants, is_alive
+from support import Client, Server, children_of, descendants, is_alive
 
 pytestmark = pytest.mark.gunicorn
 

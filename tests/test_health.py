@@ -8,8 +8,7 @@ import signal
 import time
 
 from conftest import image_bytes, require
-
-from bench.load import Client, RedisServer, Server, children_of
+from support import Client, RedisServer, Server, children_of
 
 
 def ready(client, timeout=20):

@@ -7,8 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from conftest import image_bytes
-
-from bench.load import Client, Server
+from support import Client, Server
 
 pytestmark = pytest.mark.gunicorn
 
