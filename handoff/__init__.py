@@ -21,7 +21,7 @@ The child makes one call and exits, so the memory it touched goes back to
 the system. Imports neither Pillow nor anything of the app that uses it.
 """
 
-from ._child import report
+from ._child import CallRecord, report
 from ._extension import (
     Handoff,
     RemoteTraceback,
@@ -41,6 +41,7 @@ __version__ = "1.2.0"
 __all__ = [
     "AlreadyCollected",
     "Busy",
+    "CallRecord",
     "ChildFailed",
     "Handle",
     "Handoff",

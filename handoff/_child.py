@@ -19,13 +19,47 @@ from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Required, TypedDict
 
 from filelock import BaseFileLock
 
 from .files import lease, new_lock, read_json, write_json
 
-Outcome = dict[str, Any]
+#: How a call ended: ``ok`` (its value), ``raised`` (its function raised), ``timeout`` (killed at its
+#: deadline), ``died`` (the child ended without an answer), ``unstarted`` (no child could be started)
+#: or ``busy`` (no slot freed in time).
+Status = Literal["ok", "raised", "timeout", "died", "unstarted", "busy"]
+
+
+class Outcome(TypedDict, total=False):
+    """A call's outcome, as its child (or the runner that watched it) reports it to the web process."""
+
+    status: Required[Status]
+    value: Any  # ok: what the function returned
+    type: str  # raised: the exception's type name, its message, traceback and errno
+    detail: str
+    traceback: str | None
+    errno: int | None
+    exception: str  # raised, with a HANDOFF_RERAISE type: the exception pickled, in base64
+    pid: int  # the child's pid and peak RSS
+    peak_rss_kb: int | None
+    exitcode: int | None
+    queue_s: float  # busy: how long the call waited for a slot
+    timeout: float  # a submitted call's deadline in seconds, kept in its record
+
+
+class CallRecord(TypedDict):
+    """What ``on_call`` listeners are told after every ``run()``."""
+
+    id: str
+    fn: str
+    status: Status
+    seconds: float  # the whole call
+    queue_seconds: float | None  # waiting for a slot
+    exitcode: int | None
+    child_pid: int | None
+    peak_rss_kb: int | None
+    mode: str
 
 #: How often, in seconds, a child checks that its parent is still there.
 ORPHAN_CHECK = 0.5
@@ -168,7 +202,7 @@ def failure(exc: BaseException, reraise: tuple[type[BaseException], ...] = ()) -
         text = traceback.format_exc()
     except MemoryError:  # formatting needs memory too
         text = None
-    outcome = {"status": "raised", "type": type(exc).__name__, "detail": str(exc)[:2000], "traceback": text,
+    outcome: Outcome = {"status": "raised", "type": type(exc).__name__, "detail": str(exc)[:2000], "traceback": text,
                "errno": getattr(exc, "errno", None)}
     if reraise and isinstance(exc, reraise):
         try:

@@ -18,7 +18,7 @@ from typing import Any, TypeVar, cast
 from flask import Flask, current_app, has_request_context, jsonify, request, session
 from flask.typing import ResponseReturnValue
 
-from ._child import Call, Outcome, SessionArgument, import_string, write_note
+from ._child import Call, CallRecord, Outcome, SessionArgument, import_string, write_note
 from ._processes import describe_exit
 from ._runners import MODES, Runner
 from ._sessions import install as install_merge
@@ -69,7 +69,7 @@ class _State:
         self.custom_session_id = session_id
         self._lock = threading.Lock()
         self._runner: tuple[int, Runner] | None = None
-        self.listeners: list[Callable[[dict[str, Any]], None]] = []  # on_call()
+        self.listeners: list[Callable[[CallRecord], None]] = []  # on_call()
 
     def runner(self) -> Runner:
         with self._lock:
@@ -297,7 +297,7 @@ def run(fn: Callable[..., T], /, *args: Any, timeout: float | None = None, note:
     raise _error(call.fn_name, outcome, limit, state.memory_mb)
 
 
-def on_call(listener: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+def on_call(listener: Callable[[CallRecord], None]) -> Callable[[CallRecord], None]:
     """Have ``listener(record)`` called after every ``run()`` of the current app, in the web process.
 
     For metrics or tracing without a dependency: ``record`` has ``id``, ``fn``,
@@ -316,7 +316,7 @@ def on_call(listener: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, A
 def _tell(state: _State, call: Call, outcome: Outcome, started: float) -> None:
     if not state.listeners:
         return
-    record = {
+    record: CallRecord = {
         "id": call.id, "fn": call.fn_name, "status": outcome["status"], "seconds": time.perf_counter() - started,
         "queue_seconds": outcome.get("queue_s"), "exitcode": outcome.get("exitcode"),
         "child_pid": outcome.get("pid"), "peak_rss_kb": outcome.get("peak_rss_kb"), "mode": state.mode,

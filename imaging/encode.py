@@ -8,6 +8,8 @@ from typing import Any
 
 from PIL import Image
 
+from storage.records import Written
+
 from .colour import SRGB_ICC, flatten
 from .errors import OverLimit
 from .formats import LOSSLESS, MAX_SIDE, format_name
@@ -107,13 +109,17 @@ def output_format(
     return fmt, EXTENSIONS[fmt]
 
 
-def check_encodable(calls: list[OpCall], size: tuple[int, int] | None, encoding: Encoding) -> None:
-    """Refuse, before any op runs, a chosen format that cannot hold an output's size (OverLimit)."""
-    if encoding.format == "auto" or size is None or None in size:
+def check_encodable(calls: list[OpCall], size: tuple[int | None, int | None], encoding: Encoding) -> None:
+    """Refuse, before any op runs, a chosen format that cannot hold an output's size (OverLimit).
+
+    A size not known yet (a HEIF whose header did not say) is checked once it is decoded.
+    """
+    width, height = size
+    if encoding.format == "auto" or width is None or height is None:
         return
     fmt = OUTPUT_FORMATS[encoding.format][0]
     for call in calls:
-        out = call.output_size(size)
+        out = call.output_size((width, height))
         if not _fits(fmt, out):
             raise OverLimit(
                 f"{format_name(fmt)} holds at most {MAX_SIDE[fmt]:,} pixels a side, and {call.label} "
@@ -136,7 +142,7 @@ def _frame_options(fmt: str, timing: Timing) -> dict[str, Any]:
 def save(
     frames: list[Image.Image], out_dir: Path, stem: str, encoding: Encoding, *,
     photographic: bool, metadata: dict[int, str], icc: bytes | None = None, timing: Timing | None = None,
-) -> dict[str, Any]:
+) -> Written:
     """Write one output (every frame, with ``timing``, where the format animates) and describe the file.
 
     ``icc`` is the source's profile to tag colour outputs with (``colour=keep``); sRGB otherwise.
@@ -185,7 +191,7 @@ def save(
                         metadata=metadata, icc=icc, timing=timing)
         raise OverLimit(f"WebP cannot encode a {im.width:,}×{im.height:,} image within a job's memory; "
                         "choose PNG, or Auto.") from exc
-    described = {"file": path.name, "width": im.width, "height": im.height, "format": fmt,
+    described: Written = {"file": path.name, "width": im.width, "height": im.height, "format": fmt,
                  "bytes": path.stat().st_size}
     if len(frames) > 1:
         # GIF and APNG writers merge a frame identical to the last into it: count what was written.

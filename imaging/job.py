@@ -12,12 +12,12 @@ import resource
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 from PIL import Image
 
 from handoff import report
-from storage import Workspace, record_job
+from storage import Job, Source, Upload, Workspace, record_job
 from storage.cores import CORES_DIR, claimed_cores, machine_cores
 
 from .encode import Encoding
@@ -32,8 +32,32 @@ Image.preinit()
 #: Decoding a photo and previewing it, relative to a grayscale op on it (see ``Op.cost``).
 DECODE_COST = 2.7
 
-JobSpec = dict[str, Any]
-Result = dict[str, Any]
+
+
+class JobSpec(TypedDict):
+    """What the web process hands a job's child: where, which ops, the stored upload, the settings it needs."""
+
+    workspace: Workspace
+    job_id: str
+    ops: list[str]
+    source: Upload
+    created: str  # ISO 8601, UTC
+    max_pixels: int
+    encoding: NotRequired[dict[str, Any]]  # imaging.Encoding's fields; its defaults where missing
+    idempotency_key: NotRequired[str | None]
+    threads: NotRequired[int | None]  # DARKROOM_JOB_THREADS; None: the machine's cores
+    cores_dir: NotRequired[str | None]  # DARKROOM_CORES_DIR
+    plugins: NotRequired[list[str]]  # DARKROOM_PLUGINS
+
+
+class JobResult(TypedDict):
+    """What a job's child returns: the job as the manifest now lists it, and the child's own figures."""
+
+    job: Job
+    pid: int
+    threads: int
+    ms: float
+    peak_rss_kb: int
 
 
 def progress_percent(calls: list[OpCall], done: list[OpCall]) -> int:
@@ -46,7 +70,7 @@ def progress_percent(calls: list[OpCall], done: list[OpCall]) -> int:
     return round(100 * (DECODE_COST + sum(call.op.cost for call in done)) / whole)
 
 
-def run_job(spec: JobSpec) -> Result:
+def run_job(spec: JobSpec) -> JobResult:
     """Render one job's outputs into its directory, then record it in the manifest.
 
     Returns ``{"job": ...}`` and the child's figures. An upload Darkroom
@@ -83,12 +107,17 @@ def run_job(spec: JobSpec) -> Result:
     except BadOp as exc:
         raise BadImage(str(exc)) from None
     # The child has decoded the image: its size as shown, and how many frames it has.
-    source = {**spec["source"], "width": decoded["width"], "height": decoded["height"],
-              "previews": decoded["previews"]}
-    source.update({k: decoded[k] for k in ("frames", "pictures") if k in decoded})
-    job = {"id": job_id, "created": spec["created"], "source": source, "outputs": outputs}
-    if spec.get("idempotency_key"):
-        job["idempotency_key"] = spec["idempotency_key"]
+    upload = spec["source"]
+    source: Source = {"name": upload["name"], "file": upload["file"], "bytes": upload["bytes"],
+                      "format": upload["format"], "width": decoded["width"], "height": decoded["height"],
+                      "previews": decoded["previews"]}
+    if "frames" in decoded:
+        source["frames"] = decoded["frames"]
+    if "pictures" in decoded:
+        source["pictures"] = decoded["pictures"]
+    job: Job = {"id": job_id, "created": spec["created"], "source": source, "outputs": outputs}
+    if key := spec.get("idempotency_key"):
+        job["idempotency_key"] = key
     # The derivatives are all on disk; only now does the job become visible.
     record_job(ws, job)
     return {
@@ -113,6 +142,7 @@ def rehearse() -> None:
         job_dir = ws.create_job_dir("1" * 24)
         Image.new("RGB", (8, 8)).save(job_dir / "source.jpg")
         run_job({
-            "workspace": ws, "job_id": "1" * 24, "ops": ["invert"], "source": {"file": "source.jpg"},
-            "created": "", "started": 0.0, "max_pixels": 64,
+            "workspace": ws, "job_id": "1" * 24, "ops": ["invert"], "created": "", "max_pixels": 64,
+            "source": {"name": "source.jpg", "file": "source.jpg", "bytes": 0, "format": "JPEG",
+                       "width": 8, "height": 8},
         })

@@ -12,9 +12,11 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import NotRequired, TypedDict
 
 from PIL import Image, UnidentifiedImageError
+
+from storage.records import Header, Output, Preview
 
 from . import formats
 from .colour import kept_profile, to_working_mode
@@ -108,7 +110,7 @@ def _check_isobmff(path: Path, max_pixels: int) -> tuple[int, int] | None:
     return size
 
 
-def probe(path: Path, max_pixels: int) -> dict[str, Any]:
+def probe(path: Path, max_pixels: int) -> Header:
     """Read only the header of an image: its format and displayed size. Decodes no pixels.
 
     HEIC and AVIF are read from their boxes (their size, None if not found);
@@ -121,7 +123,18 @@ def probe(path: Path, max_pixels: int) -> dict[str, Any]:
         return {"format": fmt, "width": size[0] if size else None, "height": size[1] if size else None}
     with _open(path, head, max_pixels, formats.HEADER_FORMATS) as im:
         width, height = displayed_size(im)
-        return {"format": im.format, "width": width, "height": height}
+        return {"format": im.format or "", "width": width, "height": height}
+
+
+class Rendered(TypedDict):
+    """What rendering learnt of the source: its size as shown, its previews, frames or pictures, threads used."""
+
+    width: int
+    height: int
+    previews: list[Preview]
+    frames: NotRequired[int]
+    pictures: NotRequired[int]
+    threads: int
 
 
 @dataclass
@@ -256,8 +269,8 @@ def threads_memory_allows(frames: list[Image.Image]) -> int:
     return max(1, 1 + (limit - in_use - one) // (one + THREAD_RESERVE))
 
 
-def _on_threads(order: list[int], workers: int, make: Callable[[int], dict[str, Any]],
-               ) -> Iterator[tuple[int, dict[str, Any]]]:
+def _on_threads(order: list[int], workers: int, make: Callable[[int], Output],
+               ) -> Iterator[tuple[int, Output]]:
     """``make`` each index of ``order`` on up to ``workers`` threads, begun in that order.
 
     Yields ``(index, output)`` as each ends.
@@ -282,7 +295,7 @@ def render(
     on_op: ProgressCallback | None = None,
     encoding: Encoding | None = None,
     threads: int = 1,
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+) -> tuple[Rendered, list[Output]]:
     """Decode ``source`` once, apply each op to every frame and save its output into ``out_dir``.
 
     The outputs are made on up to ``threads`` threads at once (Pillow's filters
@@ -299,27 +312,29 @@ def render(
     check_encodable(calls, src.shown, encoding)
     first = src.frames[0]
     photographic = is_photographic(first, src.format)
-    decoded: dict[str, Any] = {"width": src.shown[0], "height": src.shown[1],
-                               "previews": save_previews(first, out_dir, "source", icc=src.icc,
+    decoded: Rendered = {"width": src.shown[0], "height": src.shown[1], "threads": 1,
+                         "previews": save_previews(first, out_dir, "source", icc=src.icc,
                                                          file=None if src.animated else (src.format, src.shown))}
-    if src.count > 1:
-        decoded["frames" if src.animated else "pictures"] = src.count
+    if src.count > 1 and src.animated:
+        decoded["frames"] = src.count
+    elif src.count > 1:
+        decoded["pictures"] = src.count
 
-    def make(call: OpCall) -> dict[str, Any]:
+    def make(call: OpCall) -> Output:
         started = time.perf_counter()
         results = [call.apply(frame) for frame in src.frames]
         written = save(results, out_dir, call.stem, encoding, photographic=photographic, metadata=src.kept,
                        icc=src.icc, timing=(src.durations, src.loop, src.format) if len(results) > 1 else None)
-        written["ms"] = round((time.perf_counter() - started) * 1000, 1)
+        ms = round((time.perf_counter() - started) * 1000, 1)
         # A JPEG has no alpha: its preview shows the white background it was written on.
-        written["previews"] = save_previews(results[0], out_dir, call.stem, opaque=written["format"] == "JPEG",
-                                            icc=src.icc, file=None if "frames" in written else
-                                            (written["format"], (written["width"], written["height"])))
-        return {"op": call.spec, "label": call.label, **written}
+        previews = save_previews(results[0], out_dir, call.stem, opaque=written["format"] == "JPEG",
+                                 icc=src.icc, file=None if "frames" in written else
+                                 (written["format"], (written["width"], written["height"])))
+        return {"op": call.spec, "label": call.label, **written, "ms": ms, "previews": previews}
 
     workers = decoded["threads"] = min(threads, len(calls), threads_memory_allows(src.frames))
     order = sorted(range(len(calls)), key=lambda index: -calls[index].op.cost)  # the longest first
-    outputs: dict[int, dict[str, Any]] = {}
+    outputs: dict[int, Output] = {}
     if on_op:
         on_op(calls[order[0]], [])
     for index, output in _on_threads(order, workers, lambda index: make(calls[index])):

@@ -9,9 +9,10 @@ one that fits the screen from ``srcset``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from PIL import Image
+
+from storage.records import Preview
 
 from .colour import flatten
 
@@ -25,7 +26,7 @@ SHOWN_AS_IS = {"JPEG", "PNG", "GIF", "WEBP"}
 def save_previews(
     im: Image.Image, out_dir: Path, stem: str, *, opaque: bool = False, icc: bytes | None = None,
     file: tuple[str, tuple[int, int]] | None = None,
-) -> list[dict[str, Any]]:
+) -> list[Preview]:
     """Write WebP previews of ``im`` at each of PREVIEW_SIZES and describe them, smallest first.
 
     An image smaller than a preview size gets no larger copy of itself, and
@@ -36,7 +37,7 @@ def save_previews(
     """
     if file and file[0] in SHOWN_AS_IS and max(file[1]) <= PREVIEW_SIZES[0]:
         return []
-    previews: list[dict[str, Any]] = []
+    previews: list[Preview] = []
     current = im
     for size in sorted(PREVIEW_SIZES, reverse=True):
         if previews and max(current.size) <= size:

@@ -12,6 +12,7 @@ from .manifest import (
     stored_bytes,
 )
 from .progress import reclaim_abandoned, running_jobs
+from .records import Job, Manifest, Output, Preview, Source, Upload
 from .workspace import (
     LOCK_TYPES,
     NotFound,
@@ -23,6 +24,12 @@ from .workspace import (
 
 __all__ = [
     "DISK_FULL_ERRNOS",
+    "Job",
+    "Manifest",
+    "Output",
+    "Preview",
+    "Source",
+    "Upload",
     "LOCK_TYPES",
     "NotFound",
     "Workspace",

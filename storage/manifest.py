@@ -27,13 +27,15 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from handoff.files import write_json
 
+from .records import Job, Manifest
 from .workspace import Workspace, is_valid_id
 
-Manifest = dict[str, Any]
+#: One line of a manifest's log: a job added (``{"add": job}``) or jobs dropped (``{"drop": [id, ...]}``).
+Entry = dict[str, Any]
 #: Each finished job's own description, in its directory.
 JOB_RECORD = "job.json"
 log = logging.getLogger("darkroom.storage")
@@ -89,7 +91,7 @@ def _is_entry(entry: Any) -> bool:
     return isinstance(entry.get("drop"), list)
 
 
-def _parse_log(data: bytes) -> tuple[list[dict[str, Any]], int]:
+def _parse_log(data: bytes) -> tuple[list[Entry], int]:
     """The complete entries in ``data``, and the bytes they take (a torn last line is left out)."""
     end = data.rfind(b"\n") + 1
     entries = []
@@ -104,13 +106,14 @@ def _parse_log(data: bytes) -> tuple[list[dict[str, Any]], int]:
     return entries, end
 
 
-def _replay(jobs: list[dict[str, Any]], entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _replay(jobs: list[Job], entries: list[Entry]) -> list[Job]:
     """A new list: ``jobs`` with the log's entries applied, oldest first."""
     by_id = {job["id"]: job for job in jobs}
     for entry in entries:
         if "add" in entry:
-            by_id.pop(entry["add"]["id"], None)
-            by_id[entry["add"]["id"]] = entry["add"]
+            added: Job = entry["add"]
+            by_id.pop(added["id"], None)
+            by_id[added["id"]] = added
         else:
             for job_id in entry["drop"]:
                 by_id.pop(job_id, None)
@@ -184,13 +187,13 @@ def rebuild_manifest(ws: Workspace) -> Manifest:
     os.replace(ws.manifest_path, damaged)
     if log_path(ws, inode).exists():
         os.replace(log_path(ws, inode), ws.path / f"manifest.log.damaged-{stamp}")
-    jobs = []
+    jobs: list[Job] = []
     for entry in ws.path.iterdir():
         record = read_job_record(entry) if is_valid_id(entry.name) and entry.is_dir() else None
         if record is not None:
             jobs.append(record)
     jobs.sort(key=lambda j: (j["created"], j["id"]))
-    manifest = {"jobs": jobs}
+    manifest: Manifest = {"jobs": jobs}
     _write_snapshot(ws, jobs)
     log.warning("workspace %s: damaged manifest set aside as %s; rebuilt with %d jobs from their records",
                 ws.id, damaged.name, len(jobs))
@@ -276,7 +279,7 @@ def read_manifest(ws: Workspace) -> Manifest:
     return _read(ws, None).manifest
 
 
-def _write_snapshot(ws: Workspace, jobs: list[dict[str, Any]]) -> None:
+def _write_snapshot(ws: Workspace, jobs: list[Job]) -> None:
     """Replace the snapshot with ``jobs`` and start its log afresh. Hold the lock."""
     try:
         old: int | None = os.stat(ws.manifest_path).st_ino
@@ -290,7 +293,7 @@ def _write_snapshot(ws: Workspace, jobs: list[dict[str, Any]]) -> None:
         log_path(ws, old).unlink(missing_ok=True)
 
 
-def _append(ws: Workspace, entry: dict[str, Any]) -> None:
+def _append(ws: Workspace, entry: Entry) -> None:
     """Add one change to the log, durably; fold the log into a new snapshot once it outgrows it. Hold the lock."""
     try:
         snapshot = os.stat(ws.manifest_path)
@@ -319,7 +322,7 @@ def _append(ws: Workspace, entry: dict[str, Any]) -> None:
             log.warning("workspace %s: no room to fold the manifest's log into a snapshot yet", ws.id)
 
 
-def write_job_record(ws: Workspace, job: dict[str, Any]) -> None:
+def write_job_record(ws: Workspace, job: Job) -> None:
     """Keep a finished job's description in its own directory, so a damaged manifest can be rebuilt.
 
     Not fsynced: the log line that lists the job is, and holds the same description.
@@ -327,16 +330,18 @@ def write_job_record(ws: Workspace, job: dict[str, Any]) -> None:
     write_json(ws.job_dir(job["id"]) / JOB_RECORD, job, durable=False)
 
 
-def read_job_record(job_dir: Path) -> dict[str, Any] | None:
+def read_job_record(job_dir: Path) -> Job | None:
     """The job record in ``job_dir``, or None if it has none (still running) or it is unreadable."""
     try:
         record = read_json(job_dir / JOB_RECORD)
     except (ValueError, UnicodeDecodeError):
         return None
-    return record if is_valid_manifest({"jobs": [record]}) and record["id"] == job_dir.name else None
+    if is_valid_manifest({"jobs": [record]}) and record["id"] == job_dir.name:
+        return cast(Job, record)
+    return None
 
 
-def record_job(ws: Workspace, job: dict[str, Any]) -> None:
+def record_job(ws: Workspace, job: Job) -> None:
     """Add a finished job to the manifest: one line appended to its log.
 
     The job's own record is written first: a job in the manifest always has one.
@@ -401,6 +406,6 @@ def stored_bytes(manifest: Manifest) -> int:
     )
 
 
-def find_job(manifest: Manifest, job_id: str) -> dict[str, Any] | None:
+def find_job(manifest: Manifest, job_id: str) -> Job | None:
     """Return the job with this id from a loaded manifest, or None."""
     return next((j for j in manifest["jobs"] if j["id"] == job_id), None)

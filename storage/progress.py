@@ -14,7 +14,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from .manifest import Manifest, load_manifest
+from .manifest import load_manifest
+from .records import Manifest
 from .workspace import Workspace, is_valid_id
 
 Note = dict[str, Any]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Iterator
-from typing import Any
 from urllib.parse import quote
 
 from flask import Blueprint, Response, abort, request, send_file
@@ -21,26 +20,26 @@ bp = Blueprint("files", __name__)
 NO_IMAGES_YET = "There are no images to download yet."
 
 
-def user_stem(job: dict[str, Any]) -> str:
+def user_stem(job: storage.Job) -> str:
     """The user's file name without its extension ("holiday"), as shown; made safe where it names a file."""
     name: str = job["source"]["name"]
     return name.rsplit(".", 1)[0] if "." in name.lstrip(".") else name
 
 
-def download_name(job: dict[str, Any], filename: str) -> str:
+def download_name(job: storage.Job, filename: str) -> str:
     """What a file of a job is called when saved: ``holiday.jpg``, ``holiday-sepia.jpg``."""
     stem, _, extension = filename.rpartition(".")
     suffix = f".{extension}" if filename == job["source"]["file"] else f"-{stem}.{extension}"
     return names.file_name(user_stem(job), suffix)
 
 
-def job_files(job: dict[str, Any]) -> list[str]:
+def job_files(job: storage.Job) -> list[str]:
     """The names of the files a job lists: its source and outputs (the ZIP's), then every preview."""
     entries = [job["source"], *job["outputs"]]
     return [e["file"] for e in entries] + [p["file"] for e in entries for p in e.get("previews", ())]
 
 
-def session_job(job_id: str) -> tuple[storage.Workspace, dict[str, Any]]:
+def session_job(job_id: str) -> tuple[storage.Workspace, storage.Job]:
     """The requesting session's workspace and its job ``job_id``; 404 if the session has no such job."""
     ws = current_workspace()
     job = storage.find_job(storage.load_manifest(ws), job_id) if storage.is_valid_id(job_id) else None
@@ -120,7 +119,7 @@ def zip_response(archive: ZipStream, name: str) -> Response:
     return private(response)
 
 
-def add_job(archive: ZipStream, ws: storage.Workspace, job: dict[str, Any], folder: str = "") -> None:
+def add_job(archive: ZipStream, ws: storage.Workspace, job: storage.Job, folder: str = "") -> None:
     """Add a job's source and outputs (not its previews) to ``archive``, under ``folder``."""
     for entry in (job["source"], *job["outputs"]):
         try:
@@ -130,7 +129,7 @@ def add_job(archive: ZipStream, ws: storage.Workspace, job: dict[str, Any], fold
         archive.add_path(str(path), folder + download_name(job, entry["file"]))
 
 
-def unique_folders(jobs: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], str]]:
+def unique_folders(jobs: list[storage.Job]) -> Iterator[tuple[storage.Job, str]]:
     """Each job with a folder name of its own: ``holiday/``, then ``holiday (2)/``.
 
     Names that differ only in case are one folder on Windows and macOS, so they count as the same.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NotRequired, TypedDict, cast
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, send_file, url_for
 from flask.typing import ResponseReturnValue
@@ -21,14 +21,49 @@ bp = Blueprint("gallery", __name__)
 BROWSER_FORMATS = {"JPEG", "MPO", "PNG", "GIF", "WEBP", "AVIF", "BMP", "ICO"}
 
 
-def job_json(job: dict[str, Any]) -> dict[str, Any]:
+class PreviewJSON(TypedDict):
+    url: str
+    width: int
+    height: int
+
+
+class ImageJSON(TypedDict):
+    """The source or an output as the API shows it: the manifest's fields, its file and previews as URLs."""
+
+    url: str
+    download_url: str
+    preview_url: str
+    previews: list[PreviewJSON]
+    format: str
+    width: int
+    height: int
+    bytes: int
+    name: NotRequired[str]  # the source's
+    op: NotRequired[str]  # an output's, with its label and time
+    label: NotRequired[str]
+    ms: NotRequired[float]
+    frames: NotRequired[int]
+    pictures: NotRequired[int]
+
+
+class JobJSON(TypedDict):
+    """A job as ``/api/session``, ``POST /jobs`` and the gallery's template see it."""
+
+    id: str
+    created: str
+    source: ImageJSON
+    outputs: list[ImageJSON]
+    zip_url: str
+
+
+def job_json(job: storage.Job) -> JobJSON:
     """Return the public JSON of a manifest job: file names become URLs."""
 
     def url(filename: str, **args: Any) -> str:
         return url_for("files.serve", job_id=job["id"], filename=filename, **args)
 
-    def public(entry: dict[str, Any]) -> dict[str, Any]:
-        fields = {k: v for k, v in entry.items() if k not in ("file", "previews")}
+    def public(entry: storage.Source | storage.Output) -> ImageJSON:
+        fields = cast(ImageJSON, {k: v for k, v in entry.items() if k not in ("file", "previews")})
         fields["url"] = url(entry["file"])
         fields["download_url"] = url(entry["file"], download=1)
         # Jobs made before previews existed have none: their tiles use the file itself.
@@ -46,12 +81,12 @@ def job_json(job: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def index_after(jobs: list[dict[str, Any]], job_id: str) -> int | None:
+def index_after(jobs: list[storage.Job], job_id: str) -> int | None:
     """The index just past job ``job_id`` in ``jobs`` (where a page after it starts), or None if it is not there."""
     return next((i + 1 for i, job in enumerate(jobs) if job["id"] == job_id), None)
 
 
-def page_of_jobs(jobs: list[dict[str, Any]], before: str | None) -> tuple[list[dict[str, Any]], str | None]:
+def page_of_jobs(jobs: list[storage.Job], before: str | None) -> tuple[list[storage.Job], str | None]:
     """The page of ``jobs`` (newest first) that starts after job ``before``, and the cursor of the next.
 
     A cursor rather than a page number: a job added or deleted meanwhile
@@ -84,7 +119,7 @@ def context(ws: storage.Workspace, before: str | None) -> dict[str, Any]:
     }
 
 
-def _viewer_urls(job_id: str, index: int, entry: dict[str, Any]) -> dict[str, str]:
+def _viewer_urls(job_id: str, index: int, entry: ImageJSON) -> dict[str, str]:
     """Where the viewer gets image ``index`` of a job: fitted to the screen, and at 100%.
 
     Fitted, a large image or one browsers cannot show comes from its screen
@@ -104,7 +139,7 @@ def _saving(before: int, after: int) -> str:
     return f"−{-change}%" if change < 0 else f"+{change}%"
 
 
-def _same_shape(a: dict[str, Any], b: dict[str, Any]) -> bool:
+def _same_shape(a: ImageJSON, b: ImageJSON) -> bool:
     """Whether two images have the same aspect ratio (within 2%): a slider between them lines up."""
     return bool(abs(a["width"] * b["height"] - b["width"] * a["height"]) <= 0.02 * a["width"] * b["height"])
 
@@ -161,7 +196,7 @@ def screen(job_id: str, index: int) -> ResponseReturnValue:
             current_app.logger.warning("screen copy of %s/%d not made: %r", job_id, index, exc)
             made = False
         if not made:
-            shown = job_json(manifest_job)["source" if index == 0 else "outputs"]
-            fallback = shown if index == 0 else shown[index - 1]
+            shown = job_json(manifest_job)
+            fallback = [shown["source"], *shown["outputs"]][index]
             return redirect(fallback["url"] if fallback["format"] in BROWSER_FORMATS else fallback["preview_url"])
     return immutable(send_file(path, mimetype="image/webp"))

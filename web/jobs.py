@@ -7,7 +7,7 @@ import os
 import re
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from flask import (
     Blueprint,
@@ -29,7 +29,7 @@ from werkzeug.exceptions import HTTPException
 import handoff
 import imaging
 import storage
-from imaging.job import run_job
+from imaging.job import JobSpec, run_job
 
 from . import gallery, limits, logs, metrics
 from .errors import wants_json
@@ -107,7 +107,7 @@ JOB_HOLD_SECONDS = 3600.0
 
 def accept_upload(
     ws: storage.Workspace, job_id: str, upload: FileStorage, ops: list[str], encoding: dict[str, Any],
-) -> dict[str, Any]:
+) -> storage.Upload:
     """Stream the upload into a new job directory, read its header and check its outputs fit their format.
 
     Returns the source description; on any refusal the directory is gone again.
@@ -197,14 +197,14 @@ def outcome_of(exc: BaseException) -> str:
 
 def make_job(
     ws: storage.Workspace, upload: FileStorage, ops: list[str], encoding: dict[str, Any], key: str | None,
-) -> dict[str, Any]:
+) -> storage.Job:
     """Store one uploaded file, render its derivatives in a child and return the job it recorded.
 
     Whatever happens, the job is counted in the metrics and gets one log line.
     """
     started = time.perf_counter()
     facts: dict[str, Any] = {}  # what _make_job learnt before it ended: the job's id, bytes in, child time
-    outcome, job = "failed", None
+    outcome, job = "failed", cast(storage.Job | None, None)
     try:
         job = _make_job(ws, upload, ops, encoding, key, facts)
         outcome = "done"
@@ -232,12 +232,12 @@ def make_job(
 def _make_job(
     ws: storage.Workspace, upload: FileStorage, ops: list[str], encoding: dict[str, Any], key: str | None,
     facts: dict[str, Any],
-) -> dict[str, Any]:
+) -> storage.Job:
     job_id = facts["job_id"] = storage.new_id()
     source = accept_upload(ws, job_id, upload, ops, encoding)
     facts["bytes_in"] = source["bytes"]
     started = time.time()
-    spec = {
+    spec: JobSpec = {
         "workspace": ws,
         "job_id": job_id,
         "ops": ops,
@@ -272,7 +272,7 @@ def _make_job(
     return job
 
 
-def done_message(job: dict[str, Any], done: str = "Done") -> str:
+def done_message(job: storage.Job, done: str = "Done") -> str:
     """What the gallery says when a job is saved: "Done: 3 images from holiday.jpg."."""
     count = len(job["outputs"])
     return f"{done}: {count} image{'s' if count != 1 else ''} from {job['source']['name']}."

@@ -68,7 +68,7 @@ def log_job(fields: dict[str, Any]) -> None:
         log.info("job %s %s", record["id"], " ".join(f"{k}={v}" for k, v in record.items() if k not in ("event", "id")))
 
 
-def _keep_call(record: dict[str, Any]) -> None:
+def _keep_call(record: handoff.CallRecord) -> None:
     """Keep the request's latest handoff call (its queue wait, its child's peak RSS) for the job's line."""
     if has_request_context():
         g.handoff_call = record

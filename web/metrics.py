@@ -73,7 +73,7 @@ def count_stored(nbytes: int) -> None:
     STORED.inc(nbytes)
 
 
-def _on_call(record: dict[str, Any]) -> None:
+def _on_call(record: handoff.CallRecord) -> None:
     CALLS.labels(record["fn"], record["status"]).inc()
     CALL_SECONDS.observe(record["seconds"])
     if record["queue_seconds"] is not None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from flask import current_app, g, session
 
@@ -65,7 +64,7 @@ def keep_workspace(ws: storage.Workspace) -> None:
         session[WORKSPACE_KEY] = ws.id
 
 
-def sync_jobs(ws: storage.Workspace, manifest: storage.manifest.Manifest) -> list[dict[str, Any]]:
+def sync_jobs(ws: storage.Workspace, manifest: storage.Manifest) -> list[storage.Job]:
     """Make the session's list of newest jobs match the manifest, the locked source of truth; return all jobs.
 
     ``handoff``'s merging save keeps the keys concurrent requests set, but two
@@ -73,7 +72,7 @@ def sync_jobs(ws: storage.Workspace, manifest: storage.manifest.Manifest) -> lis
     with a list read before the other's job was recorded; the manifest cannot
     lose a job, so every view reads it and repairs the list from it.
     """
-    jobs: list[dict[str, Any]] = manifest["jobs"]
+    jobs = manifest["jobs"]
     if jobs:
         keep_workspace(ws)
     # The row carries the newest jobs only: it is read and written with every

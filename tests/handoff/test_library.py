@@ -16,9 +16,9 @@ from test_handoff import make_app
 import handoff
 
 PUBLIC = {
-    "AlreadyCollected", "Busy", "ChildFailed", "Handle", "Handoff", "HandoffError", "NoSuchCall", "NotFinished",
-    "RemoteTraceback", "Timeout", "abandoned", "check_importable", "default_max_children", "handle", "on_call",
-    "report", "run", "running", "status", "submit",
+    "AlreadyCollected", "Busy", "CallRecord", "ChildFailed", "Handle", "Handoff", "HandoffError", "NoSuchCall",
+    "NotFinished", "RemoteTraceback", "Timeout", "abandoned", "check_importable", "default_max_children", "handle",
+    "on_call", "report", "run", "running", "status", "submit",
 }
 
 
