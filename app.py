@@ -11,6 +11,7 @@ from flask import Flask
 import imaging
 from handoff import Handoff
 from web import (
+    api,
     cli,
     errors,
     files,
@@ -49,7 +50,7 @@ def create_app(test_config: Mapping[str, Any] | None = None, instance_path: str 
     logs.init_app(app)  # first of the request hooks: every later one's log lines and errors carry the request id
     for extension in (uploads, security, errors, cli):
         extension.init_app(app)
-    for bp in (seed.bp, jobs.bp, gallery.bp, files.bp, health.bp):
+    for bp in (seed.bp, jobs.bp, gallery.bp, api.bp, files.bp, health.bp):
         app.register_blueprint(bp)
     app.add_template_filter(limits.human_size, "size")
     metrics.init_app(app)

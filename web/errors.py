@@ -75,7 +75,7 @@ def error_response(
         # A refused cross-site post, or one from a client that has no session
         # yet, gets a plain error page: it must not write a session row.
         flash(message, "error")
-        return redirect(url_for("jobs.index"), 303)
+        return redirect(url_for("gallery.index"), 303)
     else:
         response = current_app.make_response(
             (render_template("error.html", status=status, message=message, request_id=fields["request_id"]), status)

@@ -1,4 +1,4 @@
-"""What the gallery shows: a session's jobs as public JSON, a page of them, and one image at a time."""
+"""What the gallery shows: the page (the form and a page of jobs), jobs as public JSON, one image at a time."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ from flask import Blueprint, abort, current_app, redirect, render_template, requ
 from flask.typing import ResponseReturnValue
 
 import handoff
+import imaging
 import storage
 from imaging.formats import format_name
 from imaging.screen import SCREEN_SIZE, save_screen_copy
 
+from . import choices
 from .files import immutable, session_job
-from .sessions import lifetime_days, sync_jobs
+from .sessions import current_workspace, has_workspace, keep_alive, lifetime_days, sync_jobs
 
 bp = Blueprint("gallery", __name__)
 
@@ -142,6 +144,21 @@ def _saving(before: int, after: int) -> str:
 def _same_shape(a: ImageJSON, b: ImageJSON) -> bool:
     """Whether two images have the same aspect ratio (within 2%): a slider between them lines up."""
     return bool(abs(a["width"] * b["height"] - b["width"] * a["height"]) <= 0.02 * a["width"] * b["height"])
+
+
+@bp.get("/")
+def index() -> ResponseReturnValue:
+    """Show the upload form, the jobs still running and a page of the gallery, newest job first."""
+    handoff.Handoff.warm_up()  # a visitor is about to upload: have children waiting by then
+    ws = current_workspace()
+    # A look writes no session: a visitor's session starts with its first upload
+    # (the page's script asks /api/session first, so its progress polls share it).
+    page = context(ws, request.args.get("before"))
+    keep_alive()
+    return render_template(
+        "gallery/index.html", ops=imaging.OPS.values(), choices=choices.form_choices(), presets=choices.PRESETS,
+        output_formats=imaging.OUTPUT_FORMATS, has_session=has_workspace(), **page,
+    )
 
 
 @bp.get("/jobs/<job_id>/view/<int:index>")

@@ -1,4 +1,4 @@
-"""Submitting image jobs, the gallery page and the session's JSON."""
+"""Submitting image jobs, and deleting them."""
 
 from __future__ import annotations
 
@@ -17,9 +17,7 @@ from flask import (
     g,
     jsonify,
     redirect,
-    render_template,
     request,
-    session,
     url_for,
 )
 from flask.typing import ResponseReturnValue
@@ -31,10 +29,10 @@ import imaging
 import storage
 from imaging.job import JobSpec, run_job
 
-from . import gallery, limits, logs, metrics
+from . import choices, gallery, limits, logs, metrics
 from .errors import wants_json
 from .names import display_name
-from .sessions import current_workspace, has_workspace, keep_alive, start_over, start_session, sync_jobs
+from .sessions import current_workspace, has_workspace, keep_alive, start_over, sync_jobs
 from .uploads import keep_upload
 
 bp = Blueprint("jobs", __name__)
@@ -59,7 +57,7 @@ def replay(ws: storage.Workspace, key: str) -> ResponseReturnValue | None:
         if wants_json():
             return jsonify(gallery.job_json(job)), 200, {"Idempotent-Replayed": "true"}
         flash(done_message(job, "Already done"), "success")
-        return redirect(url_for("jobs.index"), 303)
+        return redirect(url_for("gallery.index"), 303)
     if any(note.get("idempotency_key") == key for note in storage.running_jobs(ws, handoff.running(ws.id), manifest)):
         abort(409, "This upload is still being processed; its result will be in the gallery shortly.")
     return None
@@ -129,52 +127,6 @@ def accept_upload(
         ws.remove_job_dir(job_id)
         raise
     return {"name": display_name(upload.filename), "file": source_file, "bytes": size, **header}
-
-
-#: The form's output fields the page remembers between visits, beside its ops and their arguments.
-CHOICE_FIELDS = ("format", "quality", "metadata", "colour")
-#: Named sets of choices; the page's script fills the form with one (static/form.js).
-PRESETS = {
-    "Web: 1600 px WebP": {"ops": ["resize"], "args": {"resize": ["1600x1600", "contain"]}, "format": "webp"},
-    "Thumbnail 320": {"ops": ["thumbnail"], "args": {"thumbnail": ["320"]}, "format": "auto"},
-    "Black and white": {"ops": ["grayscale"], "format": "auto"},
-}
-
-
-def remember_choices() -> None:
-    """Keep what a form posted without JavaScript asked for, so the next page offers it again.
-
-    (The script keeps the form's choices in the browser instead.) Only op
-    names the registry knows are kept, and no value longer than the form allows.
-    """
-    form = request.form
-    choices: dict[str, Any] = {name: form.get(name, "")[:20] for name in CHOICE_FIELDS}
-    choices["ops"] = [name for name in form.getlist("ops") if name in imaging.OPS]
-    choices["args"] = {name: [value[:40] for value in form.getlist(f"arg-{name}")][:2]
-                       for name, op in imaging.OPS.items() if op.param}
-    if session.get("choices") != choices:
-        session["choices"] = choices
-
-
-def form_choices() -> dict[str, Any]:
-    """What the form shows ticked and filled in: the session's last posted choices, else the defaults."""
-    defaults: dict[str, Any] = {"ops": list(imaging.DEFAULT_OPS), "args": {}, **dict.fromkeys(CHOICE_FIELDS, "")}
-    return {**defaults, **session.get("choices", {})}
-
-
-@bp.get("/")
-def index() -> ResponseReturnValue:
-    """Show the upload form, the jobs still running and a page of the gallery, newest job first."""
-    handoff.Handoff.warm_up()  # a visitor is about to upload: have children waiting by then
-    ws = current_workspace()
-    # A look writes no session: a visitor's session starts with its first upload
-    # (the page's script asks /api/session first, so its progress polls share it).
-    context = gallery.context(ws, request.args.get("before"))
-    keep_alive()
-    return render_template(
-        "jobs/index.html", ops=imaging.OPS.values(), choices=form_choices(), presets=PRESETS,
-        output_formats=imaging.OUTPUT_FORMATS, has_session=has_workspace(), **context,
-    )
 
 
 def outcome_of(exc: BaseException) -> str:
@@ -301,13 +253,13 @@ def create() -> ResponseReturnValue:
         job = make_job(ws, uploads[0], ops, encoding, key)
         if wants_json():
             return jsonify(gallery.job_json(job)), 201
-        remember_choices()
+        choices.remember_choices()
         flash(done_message(job), "success")
-        return redirect(url_for("jobs.index", _anchor=f"job-{job['id']}"), 303)
+        return redirect(url_for("gallery.index", _anchor=f"job-{job['id']}"), 303)
     if wants_json() or key:
         abort(400, "Send one image per request (the page sends several files one after another).")
-    remember_choices()
-    response = redirect(url_for("jobs.index"), 303)
+    choices.remember_choices()
+    response = redirect(url_for("gallery.index"), 303)
     for index, upload in enumerate(uploads):
         # The request was charged its first job; each further file is charged as it comes.
         if index and (seconds := limits.take(limits.job_rate(), limits.JOB_SCOPE)) is not None:
@@ -339,46 +291,6 @@ def refuse_the_rest(refused: list[FileStorage], seconds: int) -> None:
     flash(f"Not processed: {listed}. {limits.too_many_photos()} {limits.try_again_in(seconds)}", "error")
 
 
-#: The most jobs one answer of /api/session carries.
-MAX_JOBS_PER_ANSWER = 100
-
-
-@bp.get("/api/session")
-def session_json() -> ResponseReturnValue:
-    """Return a page of the session's jobs, oldest first, and the cursor of the next page.
-
-    ``?limit=N`` (1 to 100, 100 by default) and ``?after=<job id>`` (the
-    ``next`` of the previous answer); ``next`` is null on the last page.
-    A client without a session is given one (and its cookie), so that
-    uploads it sends in parallel next all land in it: at most
-    ``DARKROOM_CLIENT_SESSION_RATE`` per address, each expiring within the
-    hour unless a job is stored in it.
-    """
-    ws = current_workspace()
-    if not has_workspace() and limits.may_start_session():
-        start_session(ws)
-    jobs = sync_jobs(ws, storage.load_manifest(ws))
-    limit_text = request.args.get("limit", str(MAX_JOBS_PER_ANSWER))
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_JOBS_PER_ANSWER:
-        abort(400, f"limit must be a whole number from 1 to {MAX_JOBS_PER_ANSWER}.")
-    limit = int(limit_text)
-    after = request.args.get("after")
-    start = 0 if after is None else gallery.index_after(jobs, after)
-    if start is None:
-        abort(400, "The cursor names no job of this session (deleted meanwhile?); start again without it.")
-    page = jobs[start:start + limit]
-    keep_alive()
-    more = start + limit < len(jobs)
-    return {"jobs": [gallery.job_json(j) for j in page], "next": page[-1]["id"] if more else None}
-
-
-@bp.get("/api/progress")
-def progress() -> ResponseReturnValue:
-    """Return what the session's running children are doing right now."""
-    ws = current_workspace()
-    return {"running": [gallery.running_json(n) for n in storage.running_jobs(ws, handoff.running(ws.id))]}
-
-
 @bp.post("/jobs/<job_id>/delete")
 def delete(job_id: str) -> ResponseReturnValue:
     """Delete one job of this session."""
@@ -391,7 +303,7 @@ def delete(job_id: str) -> ResponseReturnValue:
     if wants_json():
         return {"deleted": job_id}
     flash(f"Deleted {job['source']['name']}.", "success")
-    return redirect(url_for("jobs.index", _anchor="gallery"), 303)
+    return redirect(url_for("gallery.index", _anchor="gallery"), 303)
 
 
 @bp.post("/session/clear")
@@ -411,4 +323,4 @@ def clear() -> ResponseReturnValue:
         return {"jobs": []}
     if had_jobs:
         flash("All your images were deleted.", "success")
-    return redirect(url_for("jobs.index"), 303)
+    return redirect(url_for("gallery.index"), 303)
