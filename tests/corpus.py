@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image
-from support import Client
+
+from tests.support import Client
 
 REPO = Path(__file__).resolve().parent.parent
 #: Every op, each with its default argument.

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from conftest import require
 from corpus import Tally, corpus_dir, leftovers, pinned_files, upload_each
-from support import Server
+
+from tests.support import Server
 
 #: The whole corpus is sent once before the web process's RSS is first read: the first file of a
 #: kind imports a plugin or fills a pool, which is not growth with jobs. Then every MEASURED-th

@@ -26,8 +26,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from conftest import CHROMIUM, FLAGS, expect_visible, image_bytes, postgres_database, require
-from support import Client, RedisServer, Server, free_port, stop_process, wait_for_port
 from test_health import ready
+
+from tests.support import Client, RedisServer, Server, free_port, stop_process, wait_for_port
 
 pytestmark = pytest.mark.deploy
 

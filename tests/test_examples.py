@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from support import Client, free_port
+from tests.support import Client, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -13,9 +13,9 @@ import zipfile
 import pytest
 from conftest import decode, error_json, image_bytes, upload, wait_for_child_at_work, workspace_of
 from PIL import Image
-from support import Client, Server
 
 import storage
+from tests.support import Client, Server
 
 #: The folder of a workspace where handoff keeps the session's call records and progress notes.
 CALLS = "calls"

@@ -8,7 +8,8 @@ from browsing import BATCH_DONE, DESKTOP, PHONE, SCREENS, check_ops, expect, ope
 from conftest import image_bytes
 from flask import request
 from PIL import Image
-from support import make_photo
+
+from tests.support import make_photo
 
 pytestmark = pytest.mark.browser
 

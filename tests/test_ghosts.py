@@ -11,10 +11,10 @@ import uuid
 
 import pytest
 from conftest import image_bytes
-from support import Client, Server, descendants
 
 import handoff
 import storage
+from tests.support import Client, Server, descendants
 
 
 def kill_server(server, web_last_by=0.0):

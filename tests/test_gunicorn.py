@@ -9,7 +9,8 @@ import time
 import pytest
 from conftest import image_bytes
 from PIL import Image
-from support import Client, Server, children_of, descendants, is_alive
+
+from tests.support import Client, Server, children_of, descendants, is_alive
 
 pytestmark = pytest.mark.gunicorn
 

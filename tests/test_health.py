@@ -8,7 +8,8 @@ import signal
 import time
 
 from conftest import image_bytes, require
-from support import Client, RedisServer, Server, children_of
+
+from tests.support import Client, RedisServer, Server, children_of
 
 
 def ready(client, timeout=20):

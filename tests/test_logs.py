@@ -6,7 +6,8 @@ import logging
 import re
 
 from conftest import error_json, image_bytes, upload
-from support import Client, Server
+
+from tests.support import Client, Server
 
 
 def test_every_answer_has_a_request_id_and_a_proxys_is_taken_only_when_trusted(make_app):

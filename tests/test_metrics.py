@@ -7,7 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from conftest import image_bytes
-from support import Client, Server
+
+from tests.support import Client, Server
 
 pytestmark = pytest.mark.gunicorn
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 from conftest import image_bytes, require
-from support import Client, Server
 from test_health import ready
+
+from tests.support import Client, Server
 
 pytestmark = pytest.mark.postgres
 ROOT = Path(__file__).resolve().parent.parent
