@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -62,7 +63,7 @@ def load(app: Flask, test_config: Mapping[str, Any] | None = None) -> None:
     (or created), and ``handoff`` is given the settings it shares with Darkroom.
     """
     config = app.config
-    config.from_mapping(DEFAULTS)
+    config.from_mapping(copy.deepcopy(DEFAULTS))  # an app's lists are its own, never another app's
     config.update(SQLALCHEMY_DATABASE_URI="sqlite:///" + os.path.join(app.instance_path, "darkroom.db"),
                   DARKROOM_STORAGE_ROOT=os.path.join(app.instance_path, "workspaces"))
     config.from_pyfile("config.py", silent=True)
