@@ -1,6 +1,6 @@
 """The Pillow pipeline and Darkroom's image job. Knows nothing of Flask or of processes."""
 
-from .encode import OUTPUT_FORMATS, Encoding, check_encodable, parse_encoding
+from .encode import OUTPUT_FORMATS, BadEncoding, Encoding, EncodingFields, check_encodable, parse_encoding
 from .errors import (
     BadImage,
     DamagedImage,
@@ -22,10 +22,12 @@ __all__ = [
     "DEFAULT_OPS",
     "OPS",
     "OUTPUT_FORMATS",
+    "BadEncoding",
     "BadImage",
     "BadOp",
     "DamagedImage",
     "Encoding",
+    "EncodingFields",
     "OpCall",
     "OverLimit",
     "TooManyPixels",

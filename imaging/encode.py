@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from PIL import Image
 
@@ -13,7 +13,7 @@ from storage.records import Written
 from .colour import SRGB_ICC, flatten
 from .errors import OverLimit
 from .formats import LOSSLESS, MAX_SIDE, format_name
-from .ops import BadOp, OpCall
+from .ops import OpCall
 
 #: An animation's frame durations (ms), its loop count (None: plays once) and its source's format.
 Timing = tuple[list[int], int | None, str]
@@ -38,6 +38,19 @@ PROGRESSIVE_PIXELS = 4_000_000
 COLOUR_CHOICES = ("srgb", "keep")
 
 
+class BadEncoding(ValueError):
+    """A ``format``, ``quality``, ``metadata`` or ``colour`` field that is not one of its choices."""
+
+
+class EncodingFields(TypedDict):
+    """An :class:`Encoding` as plain data, as the web process hands it to a job's child."""
+
+    format: str
+    quality: int | None
+    metadata: str
+    colour: str
+
+
 @dataclass(frozen=True)
 class Encoding:
     """How outputs are written: ``format`` auto/jpeg/png/webp/avif, ``quality`` 1–100 or the format's default."""
@@ -47,25 +60,29 @@ class Encoding:
     metadata: str = "none"  # or "copyright": keep the source's author and copyright
     colour: str = "srgb"  # or "keep": keep the source's RGB profile and its colours beyond sRGB
 
+    def fields(self) -> EncodingFields:
+        """This encoding as plain, picklable data; ``Encoding(**fields)`` gives it back."""
+        return {"format": self.format, "quality": self.quality, "metadata": self.metadata, "colour": self.colour}
+
 
 def parse_encoding(
     fmt: str | None, quality: str | None, metadata: str | None, colour: str | None = None,
 ) -> Encoding:
-    """Read the ``format``, ``quality``, ``metadata`` and ``colour`` fields (empty means default); raise BadOp."""
+    """Read the ``format``, ``quality``, ``metadata`` and ``colour`` fields (empty means default); raise BadEncoding."""
     fmt = (fmt or "auto").strip().lower()
     if fmt != "auto" and fmt not in OUTPUT_FORMATS:
-        raise BadOp(f"The format must be one of: auto, {', '.join(OUTPUT_FORMATS)}.")
+        raise BadEncoding(f"The format must be one of: auto, {', '.join(OUTPUT_FORMATS)}.")
     level = None
     if quality and quality.strip():
         if not quality.strip().isdigit() or not 1 <= int(quality) <= 100:
-            raise BadOp("The quality must be a whole number from 1 to 100.")
+            raise BadEncoding("The quality must be a whole number from 1 to 100.")
         level = int(quality)
     metadata = (metadata or "none").strip().lower()
     if metadata not in METADATA_CHOICES:
-        raise BadOp(f"The metadata option must be one of: {', '.join(METADATA_CHOICES)}.")
+        raise BadEncoding(f"The metadata option must be one of: {', '.join(METADATA_CHOICES)}.")
     colour = (colour or "srgb").strip().lower()
     if colour not in COLOUR_CHOICES:
-        raise BadOp(f"The colour option must be one of: {', '.join(COLOUR_CHOICES)}.")
+        raise BadEncoding(f"The colour option must be one of: {', '.join(COLOUR_CHOICES)}.")
     return Encoding(fmt, level, metadata, colour)
 
 

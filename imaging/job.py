@@ -12,7 +12,7 @@ import resource
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, NotRequired, TypedDict
+from typing import NotRequired, TypedDict
 
 from PIL import Image
 
@@ -20,7 +20,7 @@ from handoff import report
 from storage import Job, Source, Upload, Workspace, record_job
 from storage.cores import CORES_DIR, claimed_cores, machine_cores
 
-from .encode import Encoding
+from .encode import Encoding, EncodingFields
 from .errors import BadImage
 from .ops import BadOp, OpCall, load_plugins, parse_ops
 from .pipeline import render
@@ -43,7 +43,7 @@ class JobSpec(TypedDict):
     source: Upload
     created: str  # ISO 8601, UTC
     max_pixels: int
-    encoding: NotRequired[dict[str, Any]]  # imaging.Encoding's fields; its defaults where missing
+    encoding: NotRequired[EncodingFields]  # the defaults of imaging.Encoding where missing
     idempotency_key: NotRequired[str | None]
     threads: NotRequired[int | None]  # DARKROOM_JOB_THREADS; None: the machine's cores
     cores_dir: NotRequired[str | None]  # DARKROOM_CORES_DIR

@@ -11,6 +11,8 @@ from conftest import decode, image_bytes, upload
 from icc import adobe_rgb, adobe_to_srgb, display_p3, p3_to_srgb
 from PIL import Image, ImageCms, ImageDraw, ImageStat
 
+import imaging
+
 pillow_heif.register_heif_opener()  # the tests encode HEIC; the app itself registers it only in children
 
 
@@ -274,6 +276,15 @@ def test_bad_encoding_fields_are_400_and_name_what_is_allowed(app, client, field
     assert response.get_json()["error"] == message
     assert not any(p.is_dir() and p.name != "calls" for p in Path(app.config["DARKROOM_STORAGE_ROOT"]).glob("*/*"))
     assert not any(Path(app.config["DARKROOM_STORAGE_ROOT"]).glob("*/calls/*"))  # nor a call's note
+
+
+def test_the_encoding_fields_have_an_error_of_their_own_and_travel_as_plain_data():
+    with pytest.raises(imaging.BadEncoding, match="The quality must be"):
+        imaging.parse_encoding("jpeg", "high", None)
+    assert not issubclass(imaging.BadEncoding, imaging.BadOp)  # an op's error names the ops, not these fields
+    encoding = imaging.parse_encoding(" WebP ", "70", "copyright", "keep")
+    assert encoding.fields() == {"format": "webp", "quality": 70, "metadata": "copyright", "colour": "keep"}
+    assert imaging.Encoding(**encoding.fields()) == encoding
 
 
 # 9. Op arguments ---------------------------------------------------------------------------------

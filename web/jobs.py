@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import time
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 from flask import (
     Blueprint,
@@ -88,15 +87,15 @@ def requested_ops() -> list[str]:
         abort(400, str(exc))
 
 
-def requested_encoding() -> dict[str, Any]:
+def requested_encoding() -> imaging.EncodingFields:
     """Return the ``format``, ``quality``, ``metadata`` and ``colour`` fields, checked, as Encoding fields."""
     form = request.form
     try:
         encoding = imaging.parse_encoding(form.get("format"), form.get("quality"), form.get("metadata"),
                                           form.get("colour"))
-    except imaging.BadOp as exc:
+    except imaging.BadEncoding as exc:
         abort(400, str(exc))
-    return dataclasses.asdict(encoding)
+    return encoding.fields()
 
 
 #: How long a request may hold a new job's directory: longer than an upload, its wait and its call take.
@@ -104,7 +103,7 @@ JOB_HOLD_SECONDS = 3600.0
 
 
 def accept_upload(
-    ws: storage.Workspace, job_id: str, upload: FileStorage, ops: list[str], encoding: dict[str, Any],
+    ws: storage.Workspace, job_id: str, upload: FileStorage, ops: list[str], encoding: imaging.EncodingFields,
 ) -> storage.Upload:
     """Stream the upload into a new job directory, read its header and check its outputs fit their format.
 
@@ -148,7 +147,7 @@ def outcome_of(exc: BaseException) -> str:
 
 
 def make_job(
-    ws: storage.Workspace, upload: FileStorage, ops: list[str], encoding: dict[str, Any], key: str | None,
+    ws: storage.Workspace, upload: FileStorage, ops: list[str], encoding: imaging.EncodingFields, key: str | None,
 ) -> storage.Job:
     """Store one uploaded file, render its derivatives in a child and return the job it recorded.
 
@@ -156,7 +155,8 @@ def make_job(
     """
     started = time.perf_counter()
     facts: dict[str, Any] = {}  # what _make_job learnt before it ended: the job's id, bytes in, child time
-    outcome, job = "failed", cast(storage.Job | None, None)
+    outcome = "failed"
+    job: storage.Job | None = None
     try:
         job = _make_job(ws, upload, ops, encoding, key, facts)
         outcome = "done"
@@ -182,7 +182,7 @@ def make_job(
 
 
 def _make_job(
-    ws: storage.Workspace, upload: FileStorage, ops: list[str], encoding: dict[str, Any], key: str | None,
+    ws: storage.Workspace, upload: FileStorage, ops: list[str], encoding: imaging.EncodingFields, key: str | None,
     facts: dict[str, Any],
 ) -> storage.Job:
     job_id = facts["job_id"] = storage.new_id()
