@@ -21,7 +21,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from PIL import Image
+import PIL
 
 from bench import compare, jobcount, latency, vips, webmemory
 from bench.load import ROOT, Server, make_photo, overhead, run_load, summarize
@@ -35,7 +35,7 @@ def machine() -> str:
     with open("/proc/cpuinfo") as f:
         cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "?")
     return (f"{platform.node()}: {len(os.sched_getaffinity(0))} cores ({cpu}), {mem_gib:.0f} GiB, "
-            f"Linux {platform.release()}, Python {platform.python_version()}, Pillow {Image.__version__}; "
+            f"Linux {platform.release()}, Python {platform.python_version()}, Pillow {PIL.__version__}; "
             f"servers started with MALLOC_ARENA_MAX={os.environ.get('MALLOC_ARENA_MAX', 'unset')}")
 
 

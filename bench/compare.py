@@ -33,7 +33,9 @@ LABELS = {
 def pss_kb(pid: int) -> int:
     """A process's proportional set size in KiB: shared pages split between the processes sharing them."""
     with open(f"/proc/{pid}/smaps_rollup") as f:
-        return int(re.search(r"^Pss:\s+(\d+)", f.read(), re.MULTILINE).group(1))
+        found = re.search(r"^Pss:\s+(\d+)", f.read(), re.MULTILINE)
+    assert found, f"no Pss for {pid}"
+    return int(found.group(1))
 
 
 def processes(server: Server) -> list[int]:

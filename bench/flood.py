@@ -57,7 +57,8 @@ def multipart(image: bytes, ops: list[str]) -> tuple[bytes, str]:
     return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
-def stored_bytes(root: str) -> int:
+def stored_bytes(root: str | os.PathLike[str]) -> int:
+    """Bytes of every file under ``root``."""
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(root) for f in files)
 
 
@@ -75,6 +76,7 @@ def flood(env: dict[str, str], seconds: float, connections: int, payloads: list[
                 name, body, content_type = payloads[i % len(payloads)]
                 i += 1
                 client.cookie = ""  # never keep a session: every request is a new visitor
+                status: int | str
                 try:
                     status, _ = client.request("POST", "/jobs", body, {"Content-Type": content_type})
                 except OSError:  # answered (429/413) and closed before the whole body was sent

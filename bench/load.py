@@ -6,11 +6,15 @@ import json
 import statistics
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from handoff._processes import CHILD_GLIBC_TUNABLES
 from tests.support import ROOT, Client, RedisServer, descendants, make_photo, rss_kb, stop_process
 from tests.support import Server as _Server
+
+T = TypeVar("T")
 
 __all__ = ["ROOT", "Client", "RedisServer", "Server", "descendants", "make_photo", "rss_kb", "stop_process",
            "overhead", "run_load", "summarize", "timed", "tiny_rounds"]
@@ -47,7 +51,8 @@ class Server(_Server):
         return "bench.peers:create_app()"
 
 
-def timed(call) -> tuple[float, object]:
+def timed(call: Callable[[], T]) -> tuple[float, T]:
+    """Call ``call``; return the milliseconds it took and what it returned."""
     started = time.perf_counter()
     result = call()
     return (time.perf_counter() - started) * 1000, result

@@ -27,6 +27,7 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import celery
 import celery.exceptions
@@ -71,7 +72,7 @@ class CeleryRunner(_runners.Runner):
         result = perform.apply_async((call,))
         sent.set()  # queued: the broker holds it now
         try:
-            return {**result.get(timeout=timeout), "exitcode": 0}
+            return cast(Outcome, {**result.get(timeout=timeout), "exitcode": 0})
         except celery.exceptions.TimeoutError:
             result.revoke(terminate=True)
             return {"status": "timeout", "exitcode": None}
@@ -95,7 +96,7 @@ class RQRunner(_runners.Runner):
             return {"status": "timeout", "exitcode": None}
         if result.type != Result.Type.SUCCESSFUL:
             return {"status": "died", "exitcode": None, "detail": (result.exc_string or "")[-2000:]}
-        return {**result.return_value, "exitcode": 0}
+        return cast(Outcome, {**result.return_value, "exitcode": 0})
 
 
 class PreloadedWorker(rq.Worker):

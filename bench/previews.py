@@ -18,6 +18,7 @@ from unittest import mock
 from bench.load import make_photo
 from bench.vips import OPS
 from imaging import pipeline
+from imaging.preview import save_previews
 from storage.cores import machine_cores
 
 
@@ -30,7 +31,7 @@ def main(rounds: int = 3) -> None:
         seconds: dict[bool, list[float]] = {True: [], False: []}
         for _ in range(rounds):
             for previews in (False, True):
-                with mock.patch.object(pipeline, "save_previews", pipeline.save_previews if previews else
+                with mock.patch.object(pipeline, "save_previews", save_previews if previews else
                                        (lambda *args, **kwargs: [])):
                     started = time.perf_counter()
                     decoded, outputs = pipeline.render(source, out, OPS, 10**9, threads=machine_cores())

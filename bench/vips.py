@@ -34,17 +34,22 @@ OPS = ["thumbnail", "resize", "grayscale", "blur", "sharpen", "edges", "sepia", 
 SIDES = ("darkroom", "libvips")
 #: The app's default HANDOFF_MEMORY_MB: the address space a job's child may use.
 MEMORY_MB = 2048
+#: Well above the photo's 24 MP.
+MAX_PIXELS = 60_000_000
 
 
 def run_darkroom(photo: Path, scratch: Path) -> None:
+    from imaging import probe
     from imaging.job import run_job
-    from storage import Workspace
+    from storage import Upload, Workspace
 
     ws = Workspace(str(scratch), "0" * 24)
     job_dir = ws.create_job_dir("1" * 24)
     os.link(photo, job_dir / "source.jpg")
-    run_job({"workspace": ws, "job_id": "1" * 24, "ops": OPS, "source": {"file": "source.jpg"},
-             "created": "", "started": 0.0, "max_pixels": 60_000_000})
+    header = probe(job_dir / "source.jpg", MAX_PIXELS)
+    source: Upload = {"name": photo.name, "file": "source.jpg", "bytes": photo.stat().st_size, **header}
+    run_job({"workspace": ws, "job_id": "1" * 24, "ops": OPS, "source": source, "created": "",
+             "max_pixels": MAX_PIXELS})
 
 
 def run_libvips(photo: Path, scratch: Path) -> None:

@@ -41,7 +41,7 @@ def sleep_and_note(seconds, pid_file):
     time.sleep(seconds)
 
 
-_kept = []
+_kept: list[bytearray] = []
 
 
 def allocate(megabytes):
@@ -108,9 +108,25 @@ def refuse_unrebuildably():
     raise Unrebuildable(1, 2)
 
 
-def write_key(session, key, value, pause):
-    """Set one key of the session, after ``pause`` seconds (so that concurrent requests overlap)."""
-    time.sleep(pause)
+def hold(started, release, timeout=30):
+    """Say that the child has begun (create ``started``), then wait until ``release`` exists.
+
+    A test orders its requests with these two files rather than with sleeps.
+    """
+    Path(started).touch()
+    deadline = time.monotonic() + timeout
+    while not Path(release).exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{release} was never created")
+        time.sleep(0.01)
+
+
+def write_key(session, key, value, pause, held=None):
+    """Set one key of the session, after ``pause`` seconds or once ``held`` (started, release) is released."""
+    if held:
+        hold(*held)
+    else:
+        time.sleep(pause)
     session[key] = value
 
 
@@ -119,5 +135,9 @@ def delete_key(session, key, pause):
     session.pop(key, None)
 
 
-def pause(seconds):
-    time.sleep(seconds)
+def pause(seconds, held=None):
+    """Wait ``seconds``, or until ``held`` (started, release) is released."""
+    if held:
+        hold(*held)
+    else:
+        time.sleep(seconds)

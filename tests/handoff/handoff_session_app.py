@@ -63,10 +63,15 @@ def get_session():
     return jsonify(dict(session))
 
 
+def held():
+    """The ``started`` and ``release`` files a test orders its requests by (fns.hold), if it gave them."""
+    return (request.args["started"], request.args["release"]) if "release" in request.args else None
+
+
 @app.post("/write/<key>")
 def write(key):
     """A child sets ``key``; the view adds nothing of its own."""
-    handoff.run(fns.write_key, session, key, request.get_json(), request.args.get("pause", 0.05, type=float))
+    handoff.run(fns.write_key, session, key, request.get_json(), request.args.get("pause", 0.05, type=float), held())
     return "", 204
 
 
@@ -80,5 +85,5 @@ def delete(key):
 def read(key):
     """Read a key, wait in a child, answer: a request that changes nothing."""
     value = session.get(key)
-    handoff.run(fns.pause, request.args.get("pause", 0.05, type=float))
+    handoff.run(fns.pause, request.args.get("pause", 0.05, type=float), held())
     return jsonify(value=value)

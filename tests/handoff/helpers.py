@@ -17,7 +17,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 
 def python_code(code: str, cwd: Path | str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
@@ -139,7 +139,7 @@ def _answers(client: Client) -> bool:
         return False
 
 
-def require(reason: str) -> None:
+def require(reason: str) -> NoReturn:
     """Skip for a missing server on a developer's machine; never in CI."""
     import pytest
 

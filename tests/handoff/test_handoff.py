@@ -11,9 +11,10 @@ import time
 import handoff_fns as fns
 import pytest
 from flask import Flask, copy_current_request_context, jsonify, session
-from helpers import is_alive, rss_kb
+from helpers import is_alive, rss_kb, wait_for
 
 import handoff
+from handoff._runners import WarmRunner
 
 
 def make_app(tmp_path, **options):
@@ -149,7 +150,7 @@ def test_a_raising_function_is_child_failed_with_its_traceback(app, client, tmp_
             handoff.run(fns.boom)
     error = info.value
     assert (error.type_name, error.detail, error.status_code) == ("ValueError", "secret sauce", 500)
-    assert 'raise ValueError("secret sauce")' in error.traceback and "in boom" in error.traceback
+    assert error.traceback and 'raise ValueError("secret sauce")' in error.traceback and "in boom" in error.traceback
     assert error.message == "handoff_fns.boom raised ValueError: secret sauce"
     response = client.post("/run/boom", headers={"Accept": "application/json"})
     assert response.status_code == 500
@@ -206,6 +207,7 @@ def test_a_call_goes_to_the_child_that_has_waited_longest(app):
     with app.app_context():
         handoff.Handoff.warm_up()
         runner = _state().runner()
+        assert isinstance(runner, WarmRunner)
         deadline = time.monotonic() + 20
         while len(runner._ready) < runner.max_children:  # all started
             assert time.monotonic() < deadline
@@ -329,8 +331,9 @@ def test_a_killed_forkserver_is_replaced_with_the_same_environment(app, caplog):
         assert handoff.run(fns.echo, 1) == 1
         handoff.Handoff.warm_up()
         old = forkserver_pid()
+        assert old is not None
         os.kill(old, signal.SIGKILL)
-        time.sleep(0.2)
+        wait_for(lambda: not is_alive(old), timeout=5, what="the forkserver to die")
         # Calls go on working, and children are started ahead of time again.
         assert [handoff.run(fns.echo, i) for i in range(5)] == list(range(5))
         runner = app.extensions["handoff"].runner()
@@ -352,6 +355,7 @@ def test_a_stopped_forkserver_delays_a_call_by_seconds_and_is_replaced(app):
         handoff.Handoff.warm_up()
         assert handoff.run(fns.echo, 1) == 1
         stopped = forkserver_pid()
+        assert stopped is not None
         os.kill(stopped, signal.SIGSTOP)
         try:
             started = time.monotonic()

@@ -46,6 +46,7 @@ def test_a_timeout_ends_what_the_child_started(app, tmp_path):
     with app.app_context(), pytest.raises(handoff.Timeout):
         handoff.run(fns.start_grandchild, str(tmp_path / "pid"), 60, timeout=1)
     grandchild = read_pid(tmp_path / "pid")
+    assert grandchild, "the child never started its grandchild"
     wait_for(lambda: not is_alive(grandchild), timeout=5, what="the grandchild to be killed")
 
 

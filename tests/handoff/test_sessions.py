@@ -13,9 +13,10 @@ import time
 import uuid
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
-from helpers import Client, gunicorn, redis_server, require
+from helpers import Client, gunicorn, redis_server, require, wait_for
 
 pytestmark = pytest.mark.gunicorn
 HERE = Path(__file__).parent
@@ -128,7 +129,7 @@ def test_a_delete_composes_with_concurrent_sets(server):
         assert keys != expected
 
 
-def test_a_request_that_only_reads_writes_nothing(server):
+def test_a_request_that_only_reads_writes_nothing(server, tmp_path):
     """A reader that loaded ``value=old`` ends after a writer stored ``new``: ``new`` stays.
 
     Flask's default ``SESSION_REFRESH_EACH_REQUEST`` makes the store save the
@@ -138,14 +139,16 @@ def test_a_request_that_only_reads_writes_nothing(server):
     client = new_client()
     client.post("/session", json={"value": "old"})
     answers = {}
+    started, release = tmp_path / "started", tmp_path / "release"
 
     def read():
-        answers["read"] = client.get("/read/value?pause=1.0")
+        answers["read"] = client.get("/read/value?" + urlencode({"started": started, "release": release}))
 
     reader = threading.Thread(target=read)
     reader.start()
-    time.sleep(0.3)  # the reader has loaded the session and waits in its child
+    wait_for(started.exists, what="the reader's child")  # the reader has loaded the session
     assert client.post("/write/value?pause=0", json="new").status_code == 204
+    release.touch()
     reader.join()
     assert answers["read"].get_json() == {"value": "old"}
     if merging:
@@ -155,18 +158,21 @@ def test_a_request_that_only_reads_writes_nothing(server):
         assert stored(client)["value"] == "old"
 
 
-def test_of_two_sets_of_one_key_the_later_commit_wins(server):
+def test_of_two_sets_of_one_key_the_later_commit_wins(server, tmp_path):
     new_client, merging = server
     client = new_client()
     answers = {}
+    started, release = tmp_path / "started", tmp_path / "release"
 
     def slow():
-        answers["slow"] = client.post("/write/same?pause=1.0", json="slow, committed last")
+        answers["slow"] = client.post("/write/same?" + urlencode({"started": started, "release": release}),
+                                      json="slow, committed last")
 
     first = threading.Thread(target=slow)
     first.start()
-    time.sleep(0.3)
+    wait_for(started.exists, what="the slow writer's child")  # it has loaded the session
     assert client.post("/write/same?pause=0", json="fast, committed first").status_code == 204
+    release.touch()
     first.join()
     assert answers["slow"].status_code == 204
     assert stored(client)["same"] == "slow, committed last"

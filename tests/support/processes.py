@@ -8,6 +8,10 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -42,7 +46,9 @@ def wait_for_port(port: int, what: str, seconds: float = 10) -> None:
 def rss_kb(pid: int) -> int:
     """Return a process's resident set size in KiB, from /proc."""
     with open(f"/proc/{pid}/status") as f:
-        return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+        found = re.search(r"VmRSS:\s+(\d+)", f.read())
+    assert found, f"no VmRSS for {pid}"
+    return int(found.group(1))
 
 
 def children_of(pid: int) -> list[int]:
@@ -74,3 +80,12 @@ def is_alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def wait_for(condition: Callable[[], T], what: str, timeout: float = 15, pause: float = 0.05) -> T:
+    """Poll ``condition()`` until it returns something true, and return that; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (result := condition()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(pause)
+    return result

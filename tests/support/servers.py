@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import os
 import re
 import shutil
@@ -16,6 +17,7 @@ import uuid
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from pathlib import Path
+from typing import Any, Self
 
 from handoff._processes import CHILD_GLIBC_TUNABLES
 
@@ -35,7 +37,7 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> RedisServer:
+    def __enter__(self) -> Self:
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", tempfile.gettempdir()],
@@ -64,7 +66,7 @@ class Server:
     env: dict[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
 
-    def __enter__(self) -> Server:
+    def __enter__(self) -> Self:
         self.tmp = Path(tempfile.mkdtemp(prefix="darkroom-server-"))
         self.stack = contextlib.ExitStack()
         env = {
@@ -83,7 +85,8 @@ class Server:
         }
         factory = self.prepare(env)
         if self.kind == "flask":
-            cmd = [BIN / "flask", "--app", factory, "run", "--port", str(self.port), "--no-reload", "--no-debugger"]
+            cmd: list[str | Path] = [BIN / "flask", "--app", factory, "run", "--port", str(self.port),
+                                     "--no-reload", "--no-debugger"]
         else:
             cmd = [BIN / "gunicorn", "--config", "gunicorn.conf.py", factory]
         self.log = open(self.tmp / "server.log", "w+")
@@ -159,7 +162,10 @@ class Client:
             )
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout, source_address=source)
 
-    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
+    def request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None,
+    ) -> tuple[int, bytes]:
+        """Send one request on the client's connection, keeping the session cookie; return status and body."""
         headers = {"Accept": "application/json", **(headers or {})}
         if self.cookie:
             headers["Cookie"] = self.cookie
@@ -178,10 +184,12 @@ class Client:
             self.cookie = f"{morsel.key}={morsel.value}"
         return response.status, data
 
-    def get(self, path: str):
+    def get(self, path: str) -> tuple[int, bytes]:
+        """GET ``path``; return status and body."""
         return self.request("GET", path)
 
-    def upload(self, image: bytes, ops: list[str]):
+    def upload(self, image: bytes, ops: list[str]) -> tuple[int, bytes]:
+        """POST ``image`` as photo.jpg to /jobs with ``ops``; return status and body."""
         boundary = uuid.uuid4().hex
         parts = [
             f'--{boundary}\r\nContent-Disposition: form-data; name="ops"\r\n\r\n{op}\r\n'.encode() for op in ops
@@ -192,3 +200,13 @@ class Client:
         )
         body = b"".join(parts) + f"--{boundary}--\r\n".encode()
         return self.request("POST", "/jobs", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+
+
+def ready(client: Client, timeout: float = 20) -> tuple[int, Any]:
+    """Poll /readyz until it says ready; return its last answer, status and JSON."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status, body = client.get("/readyz")
+        if status == 200 or time.monotonic() > deadline:
+            return status, json.loads(body)
+        time.sleep(0.2)

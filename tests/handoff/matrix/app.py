@@ -42,7 +42,7 @@ def sleep_noting_pid(pid_file, seconds):
     time.sleep(seconds)
 
 
-_kept = []
+_kept: list[bytearray] = []
 
 
 def touch(megabytes):

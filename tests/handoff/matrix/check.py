@@ -31,6 +31,7 @@ import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).parent
 BIN = Path(sys.executable).parent
@@ -91,7 +92,7 @@ class Client:
         self.base = f"http://127.0.0.1:{port}"
         self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
 
-    def call(self, method: str, path: str, body: object = None, timeout: float = 60) -> tuple[int, object]:
+    def call(self, method: str, path: str, body: object = None, timeout: float = 60) -> tuple[int, Any]:
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.base + path, data=data, method=method,
                                      headers={"Content-Type": "application/json", "Accept": "application/json"})

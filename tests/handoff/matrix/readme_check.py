@@ -21,8 +21,11 @@ from pathlib import Path
 
 def main() -> int:
     readme = Path(sys.argv[1]).read_text(encoding="utf-8")
-    source = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
-    expected = json.loads(re.search(r"answers\s+`(\{.*?\})`", readme, re.S).group(1))
+    code = re.search(r"```python\n(.*?)```", readme, re.S)
+    answer = re.search(r"answers\s+`(\{.*?\})`", readme, re.S)
+    assert code and answer, "the README's example or the answer it promises is gone"
+    source = code.group(1)
+    expected = json.loads(answer.group(1))
     work = Path(tempfile.mkdtemp(prefix="handoff-readme-"))
     (work / "app.py").write_text(source)
     with socket.socket() as s:
