@@ -30,18 +30,20 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
 run: $(VENV)/.runtime
 	$(BIN)/flask --app app run --host $(HOST) --port $(PORT)
 
+# The fast subset first (a broken change stops there, within a minute), then every other test; one
+# coverage measurement over both.
 test: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest --cov --cov-report=term $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -x -m fast --cov --cov-report= $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not fast" --cov --cov-append --cov-report=term $(PYTEST_ARGS)
 	$(MAKE) handoff
 
-# The quick loop while changing code: no browser, nginx cluster, gunicorn, corpus or handoff matrix.
+# The quick loop while changing code: ruff, mypy and the tests of tests/app not marked slow.
 test-fast: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q -x -m "not browser and not deploy and not gunicorn" \
-		--ignore=tests/test_corpus.py --ignore=tests/test_mutations.py $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -x -m fast $(PYTEST_ARGS)
 
 # flask-handoff as a package: the sdist and wheel checked (twine, the README run as written, the
 # sdist's own tests against the wheel), its docs built with warnings as errors, and the server

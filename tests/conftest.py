@@ -6,6 +6,7 @@ Darkroom itself is imported by the fixtures that build it, so ``tests/handoff`` 
 
 import os
 import re
+from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -13,11 +14,19 @@ from flask import Flask
 from tests.support.browser import CHROMIUM, FLAGS, missing_browser
 from tests.support.machine import postgres_database, require
 
+APP_TESTS = Path(__file__).parent / "app"
 #: Settings a test must never take from the shell (``FLASK_DARKROOM_PROXY_HOPS=1`` exported
 #: there would change what a proxy test sees), in the tests' apps and the servers they start.
 SHELL_SETTINGS = re.compile(r"(FLASK|DARKROOM|HANDOFF)_")
 #: The suite's own switches, which do come from the shell: test servers, the corpus, the wheel under test.
 SUITE_SWITCHES = re.compile(r"(DARKROOM|HANDOFF)_TEST_|DARKROOM_(CORPUS|MUTATIONS|BENCH_)|HANDOFF_WHEEL$")
+
+
+def pytest_collection_modifyitems(items):
+    """Mark the fast subset: the tests of tests/app not marked slow (make test-fast; make test runs it first)."""
+    for item in items:
+        if item.path.parent == APP_TESTS and not item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.fast)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -6,9 +6,13 @@ import threading
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from tests.support.browser import serving
 from tests.support.jobs import upload
 from tests.support.photos import image_bytes
+
+pytestmark = pytest.mark.slow  # eight jobs at once, each test
 
 
 def test_eight_simultaneous_jobs_and_readers_lose_nothing(make_app, database_url):

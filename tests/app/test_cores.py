@@ -5,6 +5,7 @@ import json
 import logging
 from contextlib import ExitStack
 
+import pytest
 from PIL import Image
 
 from storage.cores import claimed_cores, machine_cores
@@ -83,6 +84,7 @@ def test_an_operator_may_keep_a_job_to_one_thread(make_app, caplog):
     assert threads_of_jobs(caplog) == [1]
 
 
+@pytest.mark.slow
 def test_a_job_writes_one_output_at_a_time_where_its_memory_would_not_hold_more(make_app, caplog):
     """500 MB of address space holds one 24 MP output in progress, not two: the job runs on one thread."""
     client = make_app(DARKROOM_LOG_FORMAT="json", HANDOFF_MEMORY_MB=500).test_client()

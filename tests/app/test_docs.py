@@ -2,6 +2,7 @@
 
 import re
 import subprocess
+from pathlib import Path
 
 from tests.support import ROOT
 
@@ -55,3 +56,23 @@ def test_the_configuration_table_lists_every_default():
             for name in re.findall(r"`([A-Z_]+)`", cell)}
     missing = sorted(set(DEFAULTS) - rows)
     assert not missing, f"README's Configuration table does not list: {missing}"
+
+
+def test_the_layout_names_every_group_of_tests_its_modules_and_the_harness():
+    described = entries()["tests/"]
+    words = set(re.findall(r"\w+", described))
+    files = [Path(path) for path in tracked() if path.startswith("tests/") and path.endswith(".py")]
+    groups = sorted({f"{path.parts[1]}/" for path in files if len(path.parts) > 2})
+    missing = [group for group in groups if not re.search(rf"(^|\s){re.escape(group)}", described)]
+    for path in files:
+        if len(path.parts) != 3:
+            continue
+        if path.parts[1] in ("app", "browser", "system") and path.stem.startswith("test_"):
+            named = path.stem.removeprefix("test_")  # test_real_images.py is "real_images"
+        elif path.parts[1] == "support" and path.stem != "__init__":
+            named = path.stem
+        else:
+            continue
+        if named not in words:
+            missing.append(str(path))
+    assert not missing, f"README's Layout does not name: {missing}"

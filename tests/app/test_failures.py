@@ -182,6 +182,7 @@ def test_child_fault_is_a_clear_5xx_and_loses_nothing(make_app, op, caplog):
     assert decode(client.get(first["outputs"][0]["url"]).data).size == (320, 240)
 
 
+@pytest.mark.slow
 def test_child_past_its_time_limit_is_killed_with_504(make_app):
     app = make_app(HANDOFF_TIMEOUT=1.0)
     client = app.test_client()
@@ -203,6 +204,7 @@ def test_fault_from_the_form_is_flashed(make_app):
     assert "This is a bug in Darkroom" in client.get("/").get_data(as_text=True)
 
 
+@pytest.mark.slow
 def test_too_many_jobs_wait_then_get_503_with_retry_after(make_app):
     app = make_app(HANDOFF_MAX_CHILDREN=1, HANDOFF_QUEUE_TIMEOUT=0.2)
     client = app.test_client()
@@ -222,6 +224,7 @@ def test_too_many_jobs_wait_then_get_503_with_retry_after(make_app):
     assert upload(other).status_code == 201
 
 
+@pytest.mark.slow
 def test_progress_reports_the_running_op(make_app):
     app = make_app()
     client = app.test_client()
@@ -304,6 +307,7 @@ def test_a_damaged_manifest_is_set_aside_and_rebuilt(app, client, damage, caplog
     assert_state(app, client, [])
 
 
+@pytest.mark.slow
 def test_a_locked_session_database_is_a_prompt_503_that_says_the_job_was_saved(tmp_path):
     database = tmp_path / "locked.db"
     env = {"FLASK_DARKROOM_DB_TIMEOUT": "1"}

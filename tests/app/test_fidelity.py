@@ -290,6 +290,7 @@ def test_the_encoding_fields_have_an_error_of_their_own_and_travel_as_plain_data
 
 # 9. Op arguments ---------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_op_arguments_set_size_angle_radius_and_fit(client):
     source = photo((800, 600))
     job = job_of(client, encode(source, "PNG"), [

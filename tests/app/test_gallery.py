@@ -186,6 +186,7 @@ def test_progress_advances_by_each_ops_cost():
     assert percents[2] < 50
 
 
+@pytest.mark.slow
 def test_running_jobs_are_listed_with_their_name_and_percent(make_app, tmp_path):
     import threading
 
@@ -302,6 +303,7 @@ def disposition_name(response):
     return disposition.split("filename=", 1)[1].split(";")[0].strip('"')
 
 
+@pytest.mark.slow
 def test_a_galleries_zip_extracts_under_windows_rules(client):
     long_cjk = "東京の夏休みの写真" * 22 + "終.jpg"  # 199 characters, 595 bytes of UTF-8
     names = [long_cjk, "CON.jpg", "com1.backup.png", "aux .jpg", "trailing dot..jpg", "Holiday.jpg", "holiday.jpg",

@@ -181,6 +181,7 @@ def test_a_retried_upload_returns_the_job_it_already_made(client):
     assert upload(client, **{"Idempotency-Key": "file-2"}).status_code == 201  # another file, another job
 
 
+@pytest.mark.slow
 def test_a_retry_while_the_job_runs_is_409(client):
     client.get("/api/session")
     worker = threading.Thread(target=upload, args=(client,), kwargs={"ops": ["slow"], "Idempotency-Key": "k"})

@@ -5,6 +5,8 @@ import os
 import time
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from app import create_app
 from handoff import Handoff
 from tests.support.jobs import error_json, upload
@@ -241,6 +243,7 @@ def test_viewing_the_gallery_extends_the_session(app, client):
     assert "Set-Cookie" not in client.get("/").headers
 
 
+@pytest.mark.slow
 def test_two_thousand_cookie_less_looks_at_the_page_write_no_session_row(make_app):
     app = make_app(DARKROOM_CLIENT_LIMITS=False)  # no rate to hide behind: a look writes nothing
     looks = [app.test_client().get("/") for _ in range(2000)]
@@ -249,6 +252,7 @@ def test_two_thousand_cookie_less_looks_at_the_page_write_no_session_row(make_ap
     assert session_rows(app) == 0
 
 
+@pytest.mark.slow
 def test_sessions_asked_for_are_limited_per_address_and_expire_within_the_hour(make_app):
     app = make_app(DARKROOM_CLIENT_SESSION_RATE="10 per minute")
     flood = [app.test_client().get("/api/session") for _ in range(2000)]

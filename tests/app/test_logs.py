@@ -5,6 +5,8 @@ import json
 import logging
 import re
 
+import pytest
+
 from tests.support import Client, Server
 from tests.support.jobs import error_json, upload
 from tests.support.photos import image_bytes
@@ -52,6 +54,7 @@ def test_one_json_line_per_job_whatever_its_outcome_with_a_hash_of_the_session_n
     assert sid not in caplog.text  # the session id is a secret: only its hash is logged
 
 
+@pytest.mark.slow
 def test_a_bugs_log_lines_carry_the_request_id_the_user_sees():
     env = {"FLASK_DARKROOM_PLUGINS": '["tests.support.faulty_ops"]'}
     with Server("flask", env=env) as server:

@@ -20,6 +20,8 @@ from tests.support.corpus import expected_size
 from tests.support.jobs import PLUGINS
 from web import store
 
+pytestmark = pytest.mark.slow  # a hundred damaged files
+
 pillow_heif.register_heif_opener()  # the tests encode HEIC; the app registers it only in children
 
 OPS = ["thumbnail", "resize", "rotate", "invert"]

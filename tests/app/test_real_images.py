@@ -73,6 +73,7 @@ def test_a_png_whose_exif_text_chunk_does_not_parse_is_processed(client):
         "grayscale": (50, 40), "rotate": (40, 50)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [(5000, 1), (1, 5000), (1, 1)])
 def test_every_op_makes_an_image_of_a_strip_or_a_single_pixel(client, size):
     ops = ["thumbnail", "resize", "resize:100x100,cover", "grayscale", "blur", "sharpen", "edges", "sepia",
@@ -84,6 +85,7 @@ def test_every_op_makes_an_image_of_a_strip_or_a_single_pixel(client, size):
         assert im.size == (out["width"], out["height"]) and min(im.size) >= 1
 
 
+@pytest.mark.slow
 def test_auto_writes_a_panorama_too_wide_for_webp_as_png_keeping_transparency(client):
     # Photo-like (tens of thousands of colours) and transparent: auto would pick WebP,
     # which holds 16,383 px a side.
@@ -170,6 +172,7 @@ def test_an_avif_past_the_pixel_limit_is_refused_from_its_header(make_app):
 
 # More of what Pillow reads ----------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("real, fmt, size", [
     ("hopper.psd", "PSD", (128, 128)), ("hopper.qoi", "QOI", (128, 128)), ("python.ico", "ICO", (48, 48)),
     ("balloon.jpf", "JPEG2000", (2717, 3701)),

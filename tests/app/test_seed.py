@@ -4,6 +4,8 @@ import pathlib
 import re
 import threading
 
+import pytest
+
 from tests.support.jobs import error_json, upload, wait_for_child_at_work
 
 
@@ -65,6 +67,7 @@ def test_multi_past_its_timeout_is_504(make_app):
     assert error_json(response) == {"error": "Processing this photo took longer than 0 s and was stopped."}
 
 
+@pytest.mark.slow
 def test_value_goes_through_the_child_slots_and_the_log(make_app, caplog):
     app = make_app(HANDOFF_MAX_CHILDREN=1, HANDOFF_QUEUE_TIMEOUT=0.2)
     client = app.test_client()

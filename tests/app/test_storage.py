@@ -167,6 +167,7 @@ def writer(path):
         write_json(path, big, durable=True)
 
 
+@pytest.mark.slow
 def test_killed_writer_never_leaves_a_torn_file(tmp_path):
     path = tmp_path / "manifest.json"
     write_json(path, {"jobs": []}, durable=True)
