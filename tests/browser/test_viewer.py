@@ -109,11 +109,11 @@ def test_the_slider_moves_by_keys_by_mouse_and_by_finger(browser, live_server, s
         pixels = page.screenshot(clip={"x": frame["x"], "y": y - 40, "width": frame["width"], "height": 80})
         from io import BytesIO
 
-        from PIL import Image
+        from PIL import Image, ImageStat
 
         strip = Image.open(BytesIO(pixels)).convert("HSV")
-        saturation = [max(strip.crop((int(strip.width * f), 0, int(strip.width * f) + 20, strip.height))
-                          .getchannel("S").getdata()) for f in (0.05, 0.15, 0.3, 0.9)]
+        saturation = [ImageStat.Stat(strip.crop((int(strip.width * f), 0, int(strip.width * f) + 20, strip.height))
+                                     .getchannel("S")).extrema[0][1] for f in (0.05, 0.15, 0.3, 0.9)]
         assert max(saturation[:2]) > 20, saturation  # the original's colours, left of 20%
         assert max(saturation[2:]) < 8, saturation  # grey from there on
         shot(page, f"{screen}-viewer-moved")
