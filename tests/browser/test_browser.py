@@ -5,7 +5,7 @@ import re
 import pytest
 from PIL import Image
 
-from tests.support.browser import PHONE, check_ops, expect, photo, shot, wait_until
+from tests.support.browser import PHONE, check_ops, expect, photo, shot, submit_photo, wait_until
 from tests.support.photos import image_bytes
 
 pytestmark = pytest.mark.browser
@@ -155,9 +155,7 @@ def test_delete_in_place_with_undo_and_focus_on_the_next_photo(page, tmp_path):
 def test_a_deletion_not_yet_committed_is_committed_when_the_page_is_left(page, tmp_path):
     page.goto("/")
     check_ops(page, {"grayscale"})
-    page.set_input_files("#image", photo(tmp_path, (300, 200), "leaving.jpg"))
-    page.click("#submit")
-    page.wait_for_selector("article.job h3:text-is('leaving.jpg')")
+    submit_photo(page, tmp_path, "leaving.jpg")
     page.get_by_text("Delete…").click()
     page.get_by_role("button", name="Yes, delete leaving.jpg").click()
     expect(page.locator("#toasts .toast")).to_contain_text("Deleted leaving.jpg.")

@@ -13,6 +13,7 @@ from tests.support.browser import (
     photo,
     serving,
     shot,
+    submit_photo,
     wait_until,
 )
 from tests.support.photos import image_bytes
@@ -98,17 +99,13 @@ def test_leaving_with_files_not_yet_sent_asks_first(page, tmp_path):
 def test_back_shows_the_gallery_as_it_is_now(page, tmp_path):
     page.goto("/")
     check_ops(page, {"grayscale"})
-    page.set_input_files("#image", photo(tmp_path, (300, 200), "first.jpg"))
-    page.click("#submit")
-    page.wait_for_selector("article.job h3:text-is('first.jpg')")
+    submit_photo(page, tmp_path, "first.jpg")
     assert page.evaluate("fetch('/').then(r => r.headers.get('Cache-Control'))") == "no-cache, private"
     page.goto("/about")
     # Meanwhile another tab of the same session adds a photo.
     other = page.context.new_page()
     other.goto("/")
-    other.set_input_files("#image", photo(tmp_path, (300, 200), "second.jpg"))
-    other.click("#submit")
-    other.wait_for_selector("article.job h3:text-is('second.jpg')")
+    submit_photo(other, tmp_path, "second.jpg")
     other.close()
     page.go_back()
     expect(page.locator("article.job h3")).to_have_text(["second.jpg", "first.jpg"])

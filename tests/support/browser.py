@@ -83,6 +83,13 @@ def photo(tmp_path, size=(1600, 1200), name="holiday.jpg"):
     return path
 
 
+def submit_photo(page, tmp_path, name, size=(300, 200)):
+    """Choose a photo called ``name`` in the page's form, press Process and wait for its job in the gallery."""
+    page.set_input_files("#image", photo(tmp_path, size, name))
+    page.click("#submit")
+    page.wait_for_selector(f"article.job h3:text-is('{name}')")
+
+
 def assert_accessible(page, state):
     """axe-core finds no violation in the page as it is now (``state`` names it in the failure)."""
     from axe_playwright_python.sync_playwright import Axe
