@@ -66,9 +66,7 @@ def database_url(request, tmp_path):
 def make_app(tmp_path):
     """Build apps whose instance folder (database, workspaces, secret) lives under tmp_path."""
     from app import create_app
-    from handoff import Handoff
-    from tests.support.jobs import PLUGINS
-    from web import store
+    from tests.support.jobs import PLUGINS, close_app
 
     apps: list[Flask] = []
 
@@ -82,9 +80,7 @@ def make_app(tmp_path):
 
     yield make
     for app in apps:
-        with app.app_context():
-            Handoff.close()
-            store.session_table(app)[1].engine.dispose()
+        close_app(app)
 
 
 @pytest.fixture

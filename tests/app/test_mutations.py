@@ -15,10 +15,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from app import create_app
-from handoff import Handoff
 from tests.support.corpus import expected_size
-from tests.support.jobs import PLUGINS
-from web import store
+from tests.support.jobs import PLUGINS, close_app
 
 pytestmark = pytest.mark.slow  # a hundred damaged files
 
@@ -90,9 +88,7 @@ def mutation_client(tmp_path_factory):
                       "DARKROOM_SESSION_QUOTA_MB": 100_000},
                      instance_path=str(tmp_path_factory.mktemp("mutations")))
     yield app.test_client()
-    with app.app_context():
-        Handoff.close()
-        store.session_table(app)[1].engine.dispose()
+    close_app(app)
 
 
 @settings(max_examples=int(os.environ.get("DARKROOM_MUTATIONS", 100)), deadline=None, derandomize=True,

@@ -2,13 +2,13 @@
 
 import shutil
 import threading
-import time
 from contextlib import contextmanager
 from typing import Any
 
 from werkzeug.serving import make_server
 
 from .photos import image_bytes
+from .processes import wait_for
 from .servers import ROOT
 
 SCREENSHOTS = ROOT / "tests" / "screenshots"
@@ -113,10 +113,7 @@ def wait_until(page, script, timeout=30):
     (Playwright's wait_for_function evaluates a string inside the page, which
     the app's Content-Security-Policy rightly forbids.)
     """
-    deadline = time.monotonic() + timeout
-    while not page.evaluate(script):
-        assert time.monotonic() < deadline, f"timed out waiting for {script}"
-        time.sleep(0.05)
+    wait_for(lambda: page.evaluate(script), script, timeout)
 
 
 def check_ops(page, wanted):

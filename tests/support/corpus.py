@@ -22,7 +22,6 @@ from PIL import Image
 
 from tests.support import ROOT, Client
 
-REPO = ROOT
 #: Every op, each with its default argument.
 ALL_OPS = ["thumbnail", "resize", "grayscale", "blur", "sharpen", "edges", "sepia", "rotate", "invert"]
 
@@ -33,7 +32,7 @@ def corpus_dir() -> Path:
     named = os.environ.get("DARKROOM_CORPUS")
     if named:
         return Path(named)
-    beside = [folder / "shared" / "corpus" / "pillow" for folder in REPO.parents]
+    beside = [folder / "shared" / "corpus" / "pillow" for folder in ROOT.parents]
     return next((path for path in beside if path.is_dir()), beside[0])
 
 

@@ -1,10 +1,9 @@
-"""Sending jobs to a test app (Flask's test client) and reading its answers."""
+"""A test app (Flask's test client): sending it jobs, reading its answers and state, closing it."""
 
 from __future__ import annotations
 
 import io
 import os
-import time
 from typing import Any
 
 from flask import Flask
@@ -12,8 +11,11 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 import storage
+from handoff import Handoff
+from web import store
 
 from .photos import image_bytes
+from .processes import wait_for
 
 #: The ops that misbehave on purpose (tests/support/faulty_ops.py), as DARKROOM_PLUGINS names them.
 PLUGINS = ["tests.support.faulty_ops"]
@@ -54,10 +56,15 @@ def wait_for_child_at_work(client: FlaskClient, timeout: float = 10) -> None:
     The web process writes the job's first note (no op yet) before the job
     waits for a slot; only the child names the op it is on.
     """
-    deadline = time.monotonic() + timeout
-    while not any(note["op"] for note in client.get("/api/progress").get_json()["running"]):
-        assert time.monotonic() < deadline, "no job reached its child"
-        time.sleep(0.02)
+    wait_for(lambda: any(note["op"] for note in client.get("/api/progress").get_json()["running"]),
+             "a job to reach its child", timeout, pause=0.02)
+
+
+def close_app(app: Flask) -> None:
+    """Stop an app's forkserver and children, and close its session database's connections."""
+    with app.app_context():
+        Handoff.close()
+        store.session_table(app)[1].engine.dispose()
 
 
 def assert_state(app: Flask, client: FlaskClient, job_ids: list[str]) -> None:
